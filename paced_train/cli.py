@@ -1,0 +1,36 @@
+"""The `paced` command. Theory subcommands live in paced_theory.cli; training subcommands
+are registered here and import torch lazily, so `paced theory ...` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from paced_theory import cli as theory_cli
+from paced_theory.errors import PacedError
+from paced_train import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paced",
+        description="PACED: weight each problem by p^a (1-p)^b of the student's pass rate p.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    theory_cli.register(sub)
+    commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PacedError as exc:
+        print(f"paced: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
