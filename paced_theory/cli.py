@@ -50,6 +50,7 @@ def _parse_mu(spec: str):
 # ---------------------------------------------------------------- theory snr
 def _cmd_snr(args: argparse.Namespace) -> int:
     from paced_theory.efficiency import efficiency
+    from paced_theory.fit import chebyshev_beta
     from paced_theory.kernels import beta_kernel
     from paced_theory.models import MODELS
 
@@ -76,6 +77,8 @@ def _cmd_snr(args: argparse.Namespace) -> int:
 
     default_eff = eff(lambda p: beta_kernel(p, 1.0, 1.0))
     implied_eff = eff(lambda p: beta_kernel(p, alpha, beta))
+    cheb = chebyshev_beta(model.rho)
+    cheb_eff = eff(lambda p: beta_kernel(p, cheb["alpha"], cheb["beta"]))
     payload = {
         "model": model.name,
         "params": model.params,
@@ -84,14 +87,19 @@ def _cmd_snr(args: argparse.Namespace) -> int:
         "rho": model.rho_text(),
         "exponents": [a, b],
         "beta_kernel": {"alpha": alpha, "beta": beta},
-        "efficiency": {"p(1-p)": default_eff, "implied_beta": implied_eff},
+        "efficiency": {"p(1-p)": default_eff, "implied_beta": implied_eff,
+                       "chebyshev_beta": cheb_eff},
+        "chebyshev_beta": cheb,
     }
     text = "\n".join([
         f"model       {model.name}  {model.params}",
         f"rho(p)      {model.rho_text()}",
         f"exponents   p->0: {a}   p->1: {b}   ({args.criterion} criterion)",
         f"Beta kernel alpha={alpha}  beta={beta}",
-        f"efficiency  p(1-p): {default_eff:.4f}   implied Beta: {implied_eff:.4f}   (mu={args.mu})",
+        f"efficiency  p(1-p): {default_eff:.4f}   implied Beta: {implied_eff:.4f}   "
+        f"(mu={args.mu})",
+        f"Chebyshev fit of log rho on [0.01, 0.99]: alpha={cheb['alpha']:.3f} "
+        f"beta={cheb['beta']:.3f}  efficiency {cheb_eff:.4f}",
     ])
     _emit(payload, args.json, text)
     return 0

@@ -209,6 +209,13 @@ def fit_beta_linf(curve: SNRCurve) -> dict:
     return {"alpha": float(res.x[0]), "beta": float(res.x[1])}
 
 
+def chebyshev_beta(rho, lo: float = 0.01, hi: float = 0.99, n: int = 97) -> dict:
+    """The Chebyshev Beta fit of a closed-form SNR function rho(p) on a grid in [lo, hi]:
+    the Beta kernel with the best Kantorovich guarantee there (THEORY.md section 3)."""
+    p = np.linspace(lo, hi, n)
+    return fit_beta_linf(SNRCurve(p=p, snr=np.asarray(rho(p), dtype=float)))
+
+
 def _log_ls(curve: SNRCurve, logw, x0, bounds) -> np.ndarray:
     """Weighted least squares of log rho against log w(p; theta) + c, c profiled out."""
     p, y, wts = _log_points(curve)
