@@ -192,7 +192,7 @@ def save_model(path, model: GPT, tokenizer, meta: dict | None = None, half: bool
 
 def load_model(path, device="cpu"):
     """(model, tokenizer, meta) from a file written by save_model (float32 weights)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from paced_train.tokenizer import CharTokenizer
 
@@ -206,7 +206,7 @@ def load_model(path, device="cpu"):
         config = GPTConfig(**json.loads(md["config"]))
         tok = CharTokenizer.from_dict(json.loads(md["tokenizer"]))
         meta = json.loads(md.get("meta", "{}"))
-    except (KeyError, ValueError, OSError, RuntimeError) as exc:
+    except (KeyError, ValueError, OSError, RuntimeError, SafetensorError) as exc:
         raise InputError(f"{path}: not a paced model file ({exc})") from None
     model = GPT(config)
     state["head.weight"] = state["wte.weight"]
