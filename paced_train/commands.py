@@ -1,9 +1,85 @@
-"""Training subcommands of `paced`: train, compare, demo, pretrain (filled in by paced_train)."""
+"""Training subcommands of `paced`: train, compare, demo, pretrain. Heavy imports (torch)
+happen inside the handlers so that `paced theory ...` starts fast."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+
+def _cmd_train(args) -> int:
+    from paced_train.config import load_config
+    from paced_train.trainer import train
+
+    overrides = list(args.overrides) + ([f"run.device={args.device}"] if args.device else [])
+    cfg = load_config(args.config, overrides)
+    out = Path(args.out or f"runs/{cfg.run.name}")
+    summary = train(cfg, out, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in ("steps", "acc", "mean_at_k", "retention",
+                                              "forgetting", "flops", "wall_s",
+                                              "rollout_share")}, indent=2))
+    print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/last.pt")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from paced_train.compare import compare
+    from paced_train.config import load_config
+
+    cfg = load_config(args.config, list(args.overrides))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out = Path(args.out or f"runs/compare-{cfg.run.name}")
+    compare(cfg, methods, args.seeds, out)
+    print((out / "comparison.md").read_text())
+    print(f"wrote {out}/comparison.json, comparison.md, accuracy_vs_compute.png")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from paced_train.demo import run_demo
+
+    path = run_demo(Path(args.out), quick=args.quick, seeds=args.seeds)
+    print(path.read_text())
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_pretrain(args) -> int:
+    from paced_train.pretrain import pretrain
+
+    meta = pretrain(args.role, args.out, seed=args.seed, steps=args.steps)
+    print(json.dumps(meta["accuracy"], indent=2))
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training subcommands to the `paced` parser."""
+    p = sub.add_parser("train", help="one distillation run from a TOML config")
+    p.add_argument("config", help="TOML config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--out", help="run directory (default runs/<run.name>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("compare", help="methods side by side at equal compute")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--methods", default="uniform,hard,paced,akl,two-stage")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--out")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("demo", help="the main job: theory walkthrough + a method comparison")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
+    p.add_argument("--seeds", type=int, default=None, help="override the demo's seed count")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("pretrain", help="rebuild the shipped teacher or student")
+    p.add_argument("role", choices=["teacher", "student"])
+    p.add_argument("--out", help="output .safetensors (default: the shipped asset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None)
+    p.set_defaults(func=_cmd_pretrain)

@@ -5,11 +5,14 @@ Skills (all answers checked exactly):
   mul      a*b with an n-digit a and a 1-digit b (difficulty n)
   compare  "cmp a,b" -> one of < = > with operands of up to n digits; used ONLY as the
            retention set that measures forgetting (never in distillation data)
-Answer format: arithmetic answers are written least-significant digit first ("12+39=" ->
-"15" for 51), the format in which small transformers learn addition with carries (Lee et
-al., "Teaching Arithmetic to Small Transformers", 2023). `Problem.answer` holds the true
-answer; `target_text` gives the completion a model is trained to write and `verify` undoes
-the reversal. JSONL problems keep their answers as written.
+Number format: in arithmetic prompts and answers every number is written least-significant
+digit first ("21+93=" asks for 12 + 39 and is answered "15", i.e. 51). Each answer digit then
+depends on aligned input digits and a carry, the format in which small transformers learn
+addition with carries quickly (cf. Lee et al., "Teaching Arithmetic to Small Transformers",
+2023); with operands in the usual order our 0.45M-parameter teacher stayed below 10 % on
+3-digit addition after 4000 steps. `Problem.answer` holds the true answer in the usual
+order; `target_text` gives the completion a model is trained to write and `verify` undoes
+the reversal. JSONL problems keep their text as written.
 """
 
 from __future__ import annotations
@@ -42,16 +45,20 @@ def _ndigit(rng: np.random.Generator, n: int) -> int:
     return int(rng.integers(10 ** (n - 1) if n > 1 else 0, 10**n))
 
 
+def _rev(x: int) -> str:
+    return str(x)[::-1]
+
+
 def make_problem(skill: str, difficulty: int, rng: np.random.Generator) -> Problem:
     n = int(difficulty)
     if n < 1:
         raise InputError(f"difficulty must be >= 1 (got {difficulty})")
     if skill == "add":
         a, b = _ndigit(rng, n), _ndigit(rng, n)
-        prompt, answer = f"{a}+{b}=", str(a + b)
+        prompt, answer = f"{_rev(a)}+{_rev(b)}=", str(a + b)
     elif skill == "mul":
         a, b = _ndigit(rng, n), int(rng.integers(2, 10))
-        prompt, answer = f"{a}*{b}=", str(a * b)
+        prompt, answer = f"{_rev(a)}*{b}=", str(a * b)
     elif skill == "compare":
         a, b = _ndigit(rng, int(rng.integers(1, n + 1))), _ndigit(rng, int(rng.integers(1, n + 1)))
         if rng.random() < 0.15:

@@ -239,7 +239,9 @@ def train(cfg: RunConfig, out_dir, resume: bool = False) -> dict:
     while st.step < cfg.budget.steps:
         if cfg.budget.flops > 0 and st.ledger.flops >= cfg.budget.flops:
             break
-        if st.step % cfg.rollouts.refresh_every == 0:
+        # uniform weighting never reads pass rates, so it pays for no refresh rollouts:
+        # rollouts are PACED's overhead and equal-compute comparisons must charge it
+        if st.step % cfg.rollouts.refresh_every == 0 and cfg.weights.method != "uniform":
             refresh_pass_rates(st, student, tok, train_set, cfg)
         st.step += 1
         for g in opt.param_groups:

@@ -118,7 +118,7 @@ def test_tasks_are_deterministic_unique_and_verified():
     assert len({p.id for p in a}) == len(a)
     for p in a:
         assert verify(p, target_text(p))
-        lhs, rhs = p.prompt[:-1].split("+" if p.skill == "add" else "*")
+        lhs, rhs = (x[::-1] for x in p.prompt[:-1].split("+" if p.skill == "add" else "*"))
         assert len(lhs) == p.difficulty or p.difficulty == 1
         want = int(lhs) + int(rhs) if p.skill == "add" else int(lhs) * int(rhs)
         assert p.answer == str(want) and target_text(p) == str(want)[::-1]
