@@ -45,6 +45,25 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_snr_probe(args) -> int:
+    from paced_train.config import load_config
+    from paced_train.snr_probe import run_probe
+
+    cfg = load_config(args.config, list(args.overrides))
+    out = Path(args.out or f"runs/snr-{cfg.run.name}")
+    res = run_probe(cfg, out)
+    print(f"{'p':>6} {'n':>4} {'SNR':>10} {'95% interval':>24}")
+    for b in res["bins"]:
+        print(f"{b['p']:6.3f} {b['n']:4d} {b['snr']:10.4g}   [{b['lo']:.4g}, {b['hi']:.4g}]")
+    for k, v in res["fit"].items():
+        if k != "predicted" and isinstance(v, dict):
+            print(f"{k}: {v['params']}  efficiency {v['efficiency']:.3f}")
+    pr = res["fit"]["predicted"]
+    print(f"theory ({pr['model']}): alpha={pr['alpha']:g} beta={pr['beta']:g}")
+    print(f"wrote {out}/snr.csv, snr.png, probe.json ({res['wall_s']} s)")
+    return 0
+
+
 def _cmd_pretrain(args) -> int:
     from paced_train.pretrain import pretrain
 
@@ -76,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
     p.add_argument("--seeds", type=int, default=None, help="override the demo's seed count")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("snr-probe", help="measure gradient SNR against pass rate on a student")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--out")
+    p.set_defaults(func=_cmd_snr_probe)
 
     p = sub.add_parser("pretrain", help="rebuild the shipped teacher or student")
     p.add_argument("role", choices=["teacher", "student"])

@@ -97,6 +97,19 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
+class ProbeSection:
+    """`paced snr-probe` (snr_probe.py)."""
+
+    n_problems: int = 336         # pool size (taken from the training problems)
+    loss: str = "forward"         # forward (teacher references) | reverse (student samples)
+    param_prefix: str = ""        # only parameters whose name starts with this ("" = all)
+    sketch_dim: int = 1024        # CountSketch width; 0 = exact gradients
+    sketch_hashes: int = 1
+    n_boot: int = 200
+    min_per_bin: int = 4
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
@@ -107,6 +120,7 @@ class RunConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     budget: BudgetSection = field(default_factory=BudgetSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    probe: ProbeSection = field(default_factory=ProbeSection)
 
 
 SECTIONS = {f.name: f.default_factory for f in fields(RunConfig)}
@@ -117,6 +131,7 @@ CHOICES = {
     ("weights", "normalise"): ("sum", "mean", "none"),
     ("loss", "schedule"): ("forward", "reverse", "two-stage", "akl", "jsd", "skew"),
     ("loss", "switch_unit"): ("steps", "compute"),
+    ("probe", "loss"): ("forward", "reverse"),
 }
 
 
@@ -206,7 +221,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
                 ("optim", "batch_size"), ("budget", "steps"), ("eval", "every"),
                 ("eval", "mean_at_k"), ("run", "log_every"), ("run", "ckpt_every"),
                 ("data", "n_train_per_cell"), ("data", "n_eval_per_cell"),
-                ("data", "n_retention")]
+                ("data", "n_retention"), ("probe", "n_problems"), ("probe", "sketch_hashes")]
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"{source}: '{section}.{key}' must be >= 1")
@@ -232,6 +247,9 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
     if cfg.rollouts.temperature <= 0 or not 0 < cfg.rollouts.top_p <= 1:
         raise ConfigError(f"{source}: need 'rollouts.temperature' > 0 and "
                           "0 < 'rollouts.top_p' <= 1")
+    if cfg.probe.sketch_dim < 0 or cfg.probe.min_per_bin < 2 or cfg.probe.n_boot < 0:
+        raise ConfigError(f"{source}: need 'probe.sketch_dim' >= 0, 'probe.min_per_bin' >= 2, "
+                          "'probe.n_boot' >= 0")
     if cfg.optim.lr <= 0 or cfg.budget.flops < 0:
         raise ConfigError(f"{source}: need 'optim.lr' > 0 and 'budget.flops' >= 0")
 

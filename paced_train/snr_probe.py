@@ -1,0 +1,225 @@
+"""`paced snr-probe`: the empirical cross-problem gradient SNR against pass rate (THEORY.md
+section 6), on a real student.
+
+1. Pass rates: K student rollouts per problem of the pool, verified.
+2. Per-problem gradients of the configured distillation loss (forward KL on the teacher's
+   reference, or reverse KL on one student sample) with respect to the student's
+   parameters -- all of them, or those whose name starts with `probe.param_prefix`.
+3. A fixed seeded CountSketch S: R^D -> R^d (each coordinate hashed to one of d buckets
+   with a random sign; `probe.sketch_hashes` independent hashes averaged). It is linear and
+   unbiased for inner products, E <Sx, Sy> = <x, y>, costs O(D) per gradient, and needs no
+   d x D matrix. With probe.sketch_dim = 0 the exact gradients are used.
+4. Bins by p_hat (with K rollouts the natural bins are the K+1 values c/K). In a bin of n
+   problems with (sketched) gradients g_1..g_n:
+       noise  = tr Cov_hat = sum_j var_hat(g_.j)              (ddof = 1, unbiased)
+       signal = ||g_bar||^2 - noise / n                        (unbiased for ||E g||^2)
+       SNR    = signal / noise   (clipped at 0 when the bias correction overshoots)
+   with percentile bootstrap intervals from resampling the bin's problems.
+5. Writes snr.csv (p, snr, count, se: the format `paced fit` reads), snr.png with the
+   intervals, the fitted kernels and the theory's predicted kernel, and probe.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paced_theory.errors import ConfigError
+from paced_train import losses
+from paced_train.batching import pack
+from paced_train.config import RunConfig
+from paced_train.evaluate import generate_and_verify
+from paced_train.trainer import build_problems, load_model_spec, resolve_device
+
+
+class CountSketch:
+    """A seeded linear sketch R^D -> R^d: s independent (bucket, sign) hashes, averaged."""
+
+    def __init__(self, D: int, d: int, hashes: int = 1, seed: int = 0, device="cpu"):
+        g = torch.Generator().manual_seed(seed)
+        self.d, self.hashes = d, hashes
+        self.bucket = torch.randint(0, d, (hashes, D), generator=g).to(device)
+        self.sign = (torch.randint(0, 2, (hashes, D), generator=g) * 2 - 1).float().to(device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(self.hashes, self.d, device=x.device)
+        for h in range(self.hashes):
+            out[h].index_add_(0, self.bucket[h], self.sign[h] * x)
+        # averaging s hashes scaled by 1/sqrt(s) keeps E <Sx, Sy> = <x, y>
+        return out.reshape(-1) / self.hashes**0.5
+
+
+def bin_snr(G: np.ndarray, n_boot: int = 200, rng: np.random.Generator | None = None) -> dict:
+    """Unbiased signal/noise/SNR of the rows of G (n, d) and bootstrap intervals."""
+    n = G.shape[0]
+    if n < 2:
+        return {"n": n, "signal": np.nan, "noise": np.nan, "snr": np.nan, "lo": np.nan,
+                "hi": np.nan, "se": np.nan}
+
+    def stats(X):
+        noise = float(X.var(axis=0, ddof=1).sum())
+        mean = X.mean(axis=0)
+        signal = float(mean @ mean) - noise / X.shape[0]
+        return signal, noise, max(signal, 0.0) / noise if noise > 0 else np.nan
+
+    signal, noise, snr = stats(G)
+    boots = []
+    rng = rng or np.random.default_rng(0)
+    for _ in range(n_boot):
+        boots.append(stats(G[rng.integers(0, n, n)])[2])
+    boots = np.array([b for b in boots if np.isfinite(b)])
+    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots.size else (np.nan, np.nan))
+    return {"n": n, "signal": signal, "noise": noise, "snr": snr, "lo": float(lo),
+            "hi": float(hi), "se": float(boots.std(ddof=1)) if boots.size > 1 else np.nan}
+
+
+def per_problem_gradients(student, teacher, tok, problems, completions, params, sketch,
+                          cfg: RunConfig, kind: str, device) -> np.ndarray:
+    """One (sketched) gradient of the distillation loss per problem, shape (n, d or D)."""
+    rows = []
+    student.train()
+    for prob, comp in zip(problems, completions):
+        x, _, mask = pack([tok.encode_prompt(prob.prompt)], [comp], tok.pad_id, device)
+        with torch.no_grad():
+            t_logits = teacher(x)
+        loss = losses.token_kl(student(x), t_logits, mask, kind,
+                               temperature=cfg.loss.temperature).sum()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                          for g, p in zip(grads, params)])
+        rows.append((sketch(flat) if sketch is not None else flat).detach().cpu().numpy())
+    return np.stack(rows).astype(np.float64)
+
+
+def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
+    pc = cfg.probe
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    device = resolve_device(cfg.run.device)
+    torch.manual_seed(cfg.run.seed)
+    student, tok = load_model_spec(cfg.models.student, device)
+    teacher, _ = load_model_spec(cfg.models.teacher, device)
+    teacher.eval().requires_grad_(False)
+    train, _, _ = build_problems(cfg)
+    rng = np.random.default_rng([cfg.run.seed, 5])
+    pool = [train[i] for i in rng.permutation(len(train))[: pc.n_problems]]
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    K = cfg.rollouts.K
+    ok, samples, _ = generate_and_verify(student, tok, pool, cfg.rollouts.max_new_tokens, k=K,
+                                         temperature=cfg.rollouts.temperature, generator=gen)
+    c = ok.reshape(len(pool), K).sum(1)
+    if pc.loss == "forward":
+        _, refs, _ = generate_and_verify(teacher, tok, pool, cfg.rollouts.max_new_tokens,
+                                         temperature=0.0)
+    else:  # reverse KL on the first of the student's own samples
+        refs = [samples[i * K] for i in range(len(pool))]
+    comps = [r if r else [tok.eos_id] for r in refs]
+    named = [(n, p) for n, p in student.named_parameters() if n.startswith(pc.param_prefix)]
+    if not named:
+        raise ConfigError(f"probe.param_prefix = {pc.param_prefix!r} matches no parameter; "
+                          f"e.g. {[n for n, _ in student.named_parameters()][:4]}")
+    params = [p for _, p in named]
+    D = sum(p.numel() for p in params)
+    sketch = (CountSketch(D, pc.sketch_dim, pc.sketch_hashes, seed=cfg.run.seed, device=device)
+              if pc.sketch_dim > 0 else None)
+    G = per_problem_gradients(student, teacher, tok, pool, comps, params, sketch, cfg, pc.loss,
+                              device)
+    boot_rng = np.random.default_rng([cfg.run.seed, 6])
+    bins = []
+    for k in range(K + 1):
+        sel = c == k
+        if sel.sum() >= pc.min_per_bin:
+            bins.append({"p": k / K, **bin_snr(G[sel], pc.n_boot, boot_rng)})
+    write_csv(out_dir / "snr.csv", bins)
+    result = {"config": {"loss": pc.loss, "K": K, "n_problems": len(pool), "params": D,
+                         "param_prefix": pc.param_prefix, "sketch_dim": pc.sketch_dim,
+                         "sketch_hashes": pc.sketch_hashes, "student": cfg.models.student},
+              "bins": bins, "pass_rate_counts": np.bincount(c, minlength=K + 1).tolist()}
+    result["fit"] = fit_and_plot(out_dir, bins, pc.loss)
+    result["wall_s"] = round(time.time() - t0, 1)
+    (out_dir / "probe.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def write_csv(path: Path, bins: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["p", "snr", "count", "se", "lo", "hi", "signal", "noise"])
+        for b in bins:
+            w.writerow([f"{b['p']:.6g}", f"{max(b['snr'], 0.0):.6g}", b["n"],
+                        f"{b['se']:.6g}" if np.isfinite(b["se"]) else "",
+                        f"{b['lo']:.6g}", f"{b['hi']:.6g}", f"{b['signal']:.6g}",
+                        f"{b['noise']:.6g}"])
+
+
+def predicted_kernel(loss: str) -> tuple[str, float, float]:
+    """The theory's prediction for this loss: M1 (on-policy reverse KL, tau2 = 0) implies
+    p(1-p); M2 (teacher-forced forward KL, gamma = 1, noise floor > 0) implies p^2 (1-p)^2."""
+    from paced_theory.models import m1, m2
+
+    model = m1() if loss == "reverse" else m2()
+    a, b = model.implied_beta()
+    return model.name, a, b
+
+
+def fit_and_plot(out_dir: Path, bins: list[dict], loss: str) -> dict:
+    from paced_theory.fit import SNRCurve, fit_families
+
+    usable = [b for b in bins if 0 < b["p"] < 1 and np.isfinite(b["snr"])]
+    name, a_pred, b_pred = predicted_kernel(loss)
+    fit = {"predicted": {"model": name, "alpha": a_pred, "beta": b_pred}}
+    if sum(b["snr"] > 0 for b in usable) >= 3:
+        curve = SNRCurve(np.array([b["p"] for b in usable]),
+                         np.array([max(b["snr"], 0.0) for b in usable]),
+                         np.array([b["n"] for b in usable], dtype=float))
+        res = fit_families(curve, families=("beta_ls", "beta_linf", "hard", "uniform"),
+                           n_boot=200, seed=0)
+        fit.update({k: {"params": r.params, "efficiency": r.efficiency,
+                        "guaranteed_efficiency": r.guaranteed_efficiency,
+                        "intervals": r.intervals} for k, r in res.items()})
+    else:
+        fit["note"] = "fewer than 3 interior bins with positive SNR: no fit"
+    _plot(out_dir / "snr.png", bins, fit)
+    return fit
+
+
+def _plot(path: Path, bins: list[dict], fit: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paced_theory.kernels import beta_kernel
+
+    p = np.array([b["p"] for b in bins])
+    s = np.array([max(b["snr"], 0.0) for b in bins])
+    lo = np.array([max(b["lo"], 0.0) for b in bins])
+    hi = np.array([b["hi"] for b in bins])
+    fig, ax = plt.subplots(figsize=(5.2, 3.5))
+    ax.errorbar(p, s, yerr=[np.maximum(s - lo, 0), np.maximum(hi - s, 0)], fmt="o", color="k",
+                capsize=3, label="measured (95 % bootstrap)")
+    grid = np.linspace(0.005, 0.995, 300)
+    peak = s.max() if s.size and s.max() > 0 else 1.0
+    styles = [("beta_linf", "#0072B2", "-"), ("beta_ls", "#009E73", "--")]
+    for key, color, ls in styles:
+        if key in fit:
+            a, b = fit[key]["params"]["alpha"], fit[key]["params"]["beta"]
+            w = beta_kernel(grid, a, b)
+            ax.plot(grid, w / w.max() * peak, color=color, ls=ls,
+                    label=f"{key}: alpha={a:.2f}, beta={b:.2f}")
+    pr = fit["predicted"]
+    w = beta_kernel(grid, pr["alpha"], pr["beta"])
+    ax.plot(grid, w / w.max() * peak, color="#D55E00", ls=":",
+            label=f"theory ({pr['model']}): p^{pr['alpha']:g}(1-p)^{pr['beta']:g}")
+    ax.set(xlabel="pass rate p_hat (K rollouts)", ylabel="gradient SNR ||E g||^2 / tr Cov g",
+           title="Cross-problem gradient SNR by pass rate")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
