@@ -1,0 +1,37 @@
+"""Figure 4: efficiency of the weight p(1-p) estimated from K rollouts against K, for the
+plug-in, unbiased and posterior-mean (Beta(1,1) prior) estimators (uniform mu; true optimal
+weight p(1-p)); dotted: the same for the Beta(2,2) kernel.
+
+    python -m paper_figures.fig4_estimation
+"""
+
+from __future__ import annotations
+
+from paced_theory.estimation import efficiency_table
+from paper_figures.style import figure, save
+
+KS = [2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+
+
+def main():
+    fig, ax = figure(height=2.4)
+    rows = []
+    for (a, b), ls in (((1, 1), "-"), ((2, 2), ":")):
+        table = efficiency_table(KS, a, b, ["plugin", "unbiased", "posterior"])
+        rows += [{**r, "kernel": f"Beta({a},{b})"} for r in table]
+        for i, est in enumerate(["plugin", "unbiased", "posterior"]):
+            pts = [(r["K"], r["efficiency"]) for r in table
+                   if r["estimator"] == est and r["efficiency"] is not None]
+            ax.plot([k for k, _ in pts], [e for _, e in pts], ls=ls, marker="o", ms=2.5,
+                    color=["#0072B2", "#E69F00", "#009E73"][i],
+                    label=f"{est}, Beta({a},{b})")
+    ax.set(xscale="log", xlabel="rollouts per problem K", ylabel="efficiency eta",
+           title="Estimating the weight from K rollouts")
+    ax.axvline(8, color="#999999", lw=0.6)
+    ax.legend(ncol=2)
+    keep = ["kernel", "K", "estimator", "efficiency", "relative_efficiency", "p_nonzero"]
+    return save(fig, "fig4_estimation", [{k: r.get(k) for k in keep} for r in rows])
+
+
+if __name__ == "__main__":
+    print(main())
