@@ -1,11 +1,12 @@
-"""A minimal GPT: pre-norm blocks, scaled-dot-product attention, learned positions, tied
-embeddings, a KV cache for generation, batched sampling with temperature and top-p.
+"""A minimal GPT: pre-norm blocks, F.scaled_dot_product_attention, learned positions, tied
+input/output embeddings, a KV cache for generation, batched sampling with temperature and
+top-p from an explicit torch.Generator.
 
-Batches of prompts with different lengths are LEFT-padded for generation; every row gets
-positions 0, 1, ... counted from its first real token and an attention mask that hides
+Prompts of different lengths share one generation batch by LEFT padding: every row gets
+positions 0, 1, ... counted from its own first real token and an attention mask that hides
 the padding, so a batched greedy decode equals decoding each prompt alone (tested).
-Training batches are RIGHT-padded (prompt + completion + pad): under causal attention the
-trailing pads cannot affect earlier tokens, so no mask is needed there.
+Training batches are RIGHT padded (prompt + completion + pads, see batching.py): under causal
+attention trailing pads cannot affect earlier tokens, so training needs no mask.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ASSETS = Path(__file__).parent / "assets"
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int
-    block_size: int = 48
+    block_size: int = 64
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -86,7 +87,10 @@ class GPT(nn.Module):
         return n - (self.wpe.weight.numel() + self.wte.weight.numel() if non_embedding else 0)
 
     def forward(self, idx, attn_mask=None, pos=None, caches=None):
-        """Logits (B, T, V). attn_mask: (B, T) 1 = real token (left padding); pos: positions."""
+        """Logits (B, T, V) for token ids idx (B, T).
+        attn_mask: None (plain causal attention), or (B, S) with 1 for real tokens and 0 for
+        padding over all S keys seen so far (cached + these T); pos: (B, T) position ids
+        (default 0..T-1); caches: one dict per block, filled and extended in place."""
         B, T = idx.shape
         if pos is None:
             pos = torch.arange(T, device=idx.device).expand(B, T)
@@ -113,12 +117,21 @@ class GPT(nn.Module):
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, generator: torch.Generator | None = None, eos_id: int = 2,
                  pad_id: int = 0) -> list[list[int]]:
-        """Completions (without the prompt, eos included when produced) for a batch of prompts.
-        temperature 0 is greedy decoding."""
+        """Completions (without the prompt; eos included when produced, nothing after it) for
+        a batch of prompts. temperature 0 is greedy decoding; otherwise each token is drawn
+        from softmax(logits / temperature) restricted to the top-p nucleus, with `generator`
+        as the only source of randomness. One prompt pass fills the KV cache, then each new
+        token costs one single-position forward pass. Generation stops at the block size."""
+        if temperature < 0 or not 0.0 < top_p <= 1.0:
+            raise InputError(f"generate: need temperature >= 0 and 0 < top_p <= 1 "
+                             f"(got temperature={temperature}, top_p={top_p})")
+        if not prompts:
+            return []
+        if min(len(p) for p in prompts) == 0:
+            raise InputError("generate: every prompt needs at least one token (e.g. <bos>)")
         device = self.wte.weight.device
         B, L = len(prompts), max(len(p) for p in prompts)
-        if L + max_new_tokens > self.config.block_size:
-            max_new_tokens = self.config.block_size - L
+        max_new_tokens = min(max_new_tokens, self.config.block_size - L)
         idx = torch.full((B, L), pad_id, dtype=torch.long, device=device)
         mask = torch.zeros(B, L, dtype=torch.long, device=device)
         for i, p in enumerate(prompts):
@@ -129,32 +142,26 @@ class GPT(nn.Module):
         logits = self(idx, attn_mask=mask, pos=pos, caches=caches)[:, -1]
         out = torch.full((B, max(max_new_tokens, 0)), pad_id, dtype=torch.long, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
+        length = torch.zeros(B, dtype=torch.long, device=device)  # tokens kept per row
         next_pos = pos[:, -1] + 1
         for t in range(max_new_tokens):
             tok = sample_next(logits.float(), temperature, top_p, generator)
-            tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+            tok = torch.where(done, torch.full_like(tok, pad_id), tok)  # finished rows idle
             out[:, t] = tok
+            length += (~done).long()
             done |= tok == eos_id
             if bool(done.all()) or t == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], 1)
             logits = self(tok[:, None], attn_mask=mask, pos=next_pos[:, None], caches=caches)[:, -1]
             next_pos = next_pos + 1
-        result = []
-        for row in out.tolist():
-            comp = []
-            for tkn in row:
-                if tkn == pad_id:
-                    break
-                comp.append(tkn)
-                if tkn == eos_id:
-                    break
-            result.append(comp)
-        return result
+        return [row[:n] for row, n in zip(out.tolist(), length.tolist())]
 
 
 def sample_next(logits, temperature: float, top_p: float, generator=None):
-    """One token per row: greedy if temperature == 0, else nucleus sampling."""
+    """One token per row of logits (B, V): argmax if temperature == 0, else a draw from
+    softmax(logits / temperature) restricted to the nucleus, the smallest set of most likely
+    tokens whose mass reaches top_p, renormalised (Holtzman et al., 2020)."""
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits / temperature, dim=-1)
@@ -168,9 +175,10 @@ def sample_next(logits, temperature: float, top_p: float, generator=None):
         u = torch.rand(probs.shape[0], 1, generator=generator).to(probs.device)
     else:
         u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)
-    # inverse-CDF sampling with our own uniform draws (deterministic under the generator)
+    # inverse-CDF sampling with our own uniform draws (deterministic under the generator):
+    # the first index whose cdf exceeds u * total, which always has positive probability
     cdf = probs.cumsum(-1)
-    return (cdf < u * cdf[:, -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
+    return (cdf <= u * cdf[:, -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
 # ------------------------------------------------------------------------ save / load
@@ -215,6 +223,7 @@ def load_model(path, device="cpu"):
 
 
 def shipped_path(name: str) -> Path:
+    """paced_train/assets/<name>.safetensors for name in {teacher, student} (see its README)."""
     if name not in ("teacher", "student"):
         raise InputError(f"no shipped model {name!r}; use teacher or student")
     return ASSETS / f"{name}.safetensors"

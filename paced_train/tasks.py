@@ -1,18 +1,20 @@
 """Verifiable tasks with graded difficulty, and a JSONL loader for user problem sets.
 
-Skills (all answers checked exactly):
-  add      a+b with two n-digit operands (difficulty n; carries included)
-  mul      a*b with an n-digit a and a 1-digit b (difficulty n)
-  compare  "cmp a,b" -> one of < = > with operands of up to n digits; used ONLY as the
-           retention set that measures forgetting (never in distillation data)
-Number format: in arithmetic prompts and answers every number is written least-significant
-digit first ("21+93=" asks for 12 + 39 and is answered "15", i.e. 51). Each answer digit then
-depends on aligned input digits and a carry, the format in which small transformers learn
-addition with carries quickly (cf. Lee et al., "Teaching Arithmetic to Small Transformers",
-2023); with operands in the usual order our 0.45M-parameter teacher stayed below 10 % on
-3-digit addition after 4000 steps. `Problem.answer` holds the true answer in the usual
-order; `target_text` gives the completion a model is trained to write and `verify` undoes
-the reversal. JSONL problems keep their text as written.
+Skills (every answer is checked exactly by `verify`):
+  add      a+b, both operands with n digits (difficulty n; carries included)
+  mul      a*b, a with n digits, b a single digit in 2..9 (difficulty n)
+  compare  "cmp a,b=" -> one of < = >, operands of 1..n digits. The RETENTION skill: it is
+           never distilled, only measured, so a drop in it is forgetting.
+
+Number format (ours). In arithmetic prompts and answers every number is written least-
+significant digit first: "21+93=" asks for 12 + 39 and is answered "15", i.e. 51. Each answer
+digit then depends only on the aligned operand digits and one carry, which is the order in
+which tiny transformers learn carrying quickly (Lee et al., "Teaching Arithmetic to Small
+Transformers", 2023); with operands in the usual order a 0.45M-parameter model stayed below
+10 % on 3-digit addition after 4000 steps. `Problem.answer` holds the TRUE answer in the usual
+order ("51"); `target_text` gives the completion a model is trained to write ("15"), and
+`verify` reverses the completion back and compares it with the true answer. Comparison
+problems and JSONL problems are written and checked as they are.
 """
 
 from __future__ import annotations
@@ -29,19 +31,22 @@ from paced_theory.errors import InputError
 
 DISTILL_SKILLS = ("add", "mul")
 RETENTION_SKILL = "compare"
-REVERSED = {"add", "mul"}
+SKILLS = (*DISTILL_SKILLS, RETENTION_SKILL)
+REVERSED = frozenset(DISTILL_SKILLS)  # skills whose numbers are written least-significant first
 
 
 @dataclass(frozen=True)
 class Problem:
     id: str
     prompt: str
-    answer: str
+    answer: str  # the true answer, in the usual digit order
     difficulty: int
     skill: str
 
 
+# ------------------------------------------------------------------------ generation
 def _ndigit(rng: np.random.Generator, n: int) -> int:
+    """A uniform n-digit number (1-digit numbers include 0)."""
     return int(rng.integers(10 ** (n - 1) if n > 1 else 0, 10**n))
 
 
@@ -49,7 +54,22 @@ def _rev(x: int) -> str:
     return str(x)[::-1]
 
 
+def cell_size(skill: str, difficulty: int) -> int:
+    """How many distinct problems a (skill, difficulty) cell has: make_problems can give no more."""
+    n = int(difficulty)
+    span = 10**n - (10 ** (n - 1) if n > 1 else 0)  # count of n-digit numbers
+    if skill == "add":
+        return span * span
+    if skill == "mul":
+        return span * 8
+    if skill == "compare":
+        total = sum(10**k - (10 ** (k - 1) if k > 1 else 0) for k in range(1, n + 1))
+        return total * total
+    raise InputError(f"unknown skill {skill!r}; use one of {', '.join(SKILLS)}")
+
+
 def make_problem(skill: str, difficulty: int, rng: np.random.Generator) -> Problem:
+    """One random problem of a skill and difficulty, drawn with `rng`."""
     n = int(difficulty)
     if n < 1:
         raise InputError(f"difficulty must be >= 1 (got {difficulty})")
@@ -60,36 +80,39 @@ def make_problem(skill: str, difficulty: int, rng: np.random.Generator) -> Probl
         a, b = _ndigit(rng, n), int(rng.integers(2, 10))
         prompt, answer = f"{_rev(a)}*{b}=", str(a * b)
     elif skill == "compare":
-        a, b = _ndigit(rng, int(rng.integers(1, n + 1))), _ndigit(rng, int(rng.integers(1, n + 1)))
-        if rng.random() < 0.15:
+        a, b = (_ndigit(rng, int(rng.integers(1, n + 1))) for _ in range(2))
+        if rng.random() < 0.15:  # ties are rare by chance; make "=" a real class
             b = a
         prompt, answer = f"cmp {a},{b}=", "<" if a < b else (">" if a > b else "=")
     else:
-        raise InputError(f"unknown skill {skill!r}; use add, mul or compare")
+        raise InputError(f"unknown skill {skill!r}; use one of {', '.join(SKILLS)}")
+    # the prompt determines the problem, so a hash of it is a stable, unique id
     pid = f"{skill}{n}-" + hashlib.sha1(prompt.encode()).hexdigest()[:10]
     return Problem(pid, prompt, answer, n, skill)
-
-
-def make_problems(skill: str, difficulty: int, n: int, seed: int) -> list[Problem]:
-    """n distinct problems (distinct prompts) of one skill and difficulty, deterministic in seed."""
-    rng = np.random.default_rng([seed, _skill_code(skill), int(difficulty)])
-    seen, out = set(), []
-    for _ in range(50 * n + 100):
-        p = make_problem(skill, difficulty, rng)
-        if p.prompt not in seen:
-            seen.add(p.prompt)
-            out.append(p)
-            if len(out) == n:
-                break
-    return out
 
 
 def _skill_code(skill: str) -> int:
     return int(hashlib.sha1(skill.encode()).hexdigest()[:8], 16)
 
 
+def make_problems(skill: str, difficulty: int, n: int, seed: int) -> list[Problem]:
+    """n distinct problems (distinct prompts, hence ids) of one cell, deterministic in seed.
+    Each cell has its own random stream, so adding a cell never changes the others."""
+    size = cell_size(skill, difficulty)
+    if n > size:
+        raise InputError(f"asked for {n} {skill} problems of difficulty {difficulty}, but that "
+                         f"cell has only {size} distinct problems; ask for fewer")
+    rng = np.random.default_rng([seed, _skill_code(skill), int(difficulty)])
+    seen: dict[str, Problem] = {}
+    while len(seen) < n:  # terminates: n <= size and every problem has positive probability
+        p = make_problem(skill, difficulty, rng)
+        seen.setdefault(p.prompt, p)
+    return list(seen.values())
+
+
 def arithmetic_suite(seed: int = 0, n_per_cell: int = 64, add_digits=(1, 2, 3, 4),
                      mul_digits=(1, 2, 3)) -> list[Problem]:
+    """The distillation problems: n_per_cell problems for every add and mul difficulty."""
     out: list[Problem] = []
     for d in add_digits:
         out += make_problems("add", d, n_per_cell, seed)
@@ -99,12 +122,19 @@ def arithmetic_suite(seed: int = 0, n_per_cell: int = 64, add_digits=(1, 2, 3, 4
 
 
 def retention_suite(seed: int = 0, n: int = 128, max_digits: int = 3) -> list[Problem]:
+    """The forgetting probe: n comparison problems (operands of 1..max_digits digits)."""
     return make_problems(RETENTION_SKILL, max_digits, n, seed + 7919)
 
 
-def split(problems: list[Problem], n_heldout_per_cell: int, seed: int = 0):
-    """(train, heldout): per (skill, difficulty) cell the last n_heldout problems after a
-    seeded shuffle are held out. Prompts are distinct within a cell, so the sets are disjoint."""
+def split(problems: list[Problem], heldout: int | float, seed: int = 0):
+    """(train, heldout) lists. Per (skill, difficulty) cell, after a seeded shuffle, the last
+    `heldout` problems (an int count, or a float fraction in (0, 1)) are held out; at least
+    one problem of every cell stays in train. Problems are split by id, and ids are distinct
+    within a suite, so the two lists are disjoint."""
+    if isinstance(heldout, float) and not 0.0 < heldout < 1.0:
+        raise InputError(f"split: a held-out fraction must be in (0, 1) (got {heldout})")
+    if not isinstance(heldout, float) and int(heldout) < 0:
+        raise InputError(f"split: held-out count must be >= 0 (got {heldout})")
     rng = np.random.default_rng(seed)
     cells: dict[tuple, list[Problem]] = {}
     for p in problems:
@@ -112,15 +142,18 @@ def split(problems: list[Problem], n_heldout_per_cell: int, seed: int = 0):
     train, held = [], []
     for key in sorted(cells):
         items = cells[key]
+        k = round(heldout * len(items)) if isinstance(heldout, float) else int(heldout)
+        k = min(k, len(items) - 1)
         order = rng.permutation(len(items))
-        k = min(n_heldout_per_cell, len(items) - 1)
         held += [items[i] for i in order[len(items) - k:]]
         train += [items[i] for i in order[: len(items) - k]]
     return train, held
 
 
+# ---------------------------------------------------------------------- verification
 def target_text(problem: Problem) -> str:
-    """The completion a model should write (reversed digits for arithmetic)."""
+    """The completion a model is trained to write: the answer least-significant digit first
+    for add/mul, the answer as is otherwise."""
     return problem.answer[::-1] if problem.skill in REVERSED else problem.answer
 
 
@@ -128,8 +161,8 @@ _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 def extract_answer(text: str) -> str | None:
-    """The answer in a model's completion: after '####' if present, else the first token
-    that looks like a number or a comparison sign, else the stripped first line."""
+    """The answer in a free-form completion: the text after '####' if present; then a leading
+    comparison sign, else the first number (commas dropped), else the first line."""
     if "####" in text:
         text = text.split("####", 1)[1]
     text = text.strip()
@@ -144,54 +177,68 @@ def extract_answer(text: str) -> str | None:
 
 
 def verify(problem: Problem, completion: str) -> bool:
-    """Exact check of a completion (as decoded, up to eos) against the problem's answer."""
+    """Exact check of a completion (decoded up to eos) against the problem's true answer.
+    add/mul: the completion must be the digits of the answer, least-significant first, and
+    nothing else; it is reversed back and compared with `answer` (so "15" solves 12+39, while
+    "150", "15 " + junk or "51" do not). Others: `extract_answer`, then numeric equality
+    when both sides are numbers, string equality otherwise."""
     if problem.skill in REVERSED:
-        return completion.strip() == target_text(problem)
+        got = completion.strip()
+        return got.isascii() and got.isdigit() and got[::-1] == problem.answer
     got = extract_answer(completion)
     if got is None:
         return False
-    want = problem.answer.strip().replace(",", "")
+    want = problem.answer.strip()
     try:
-        return float(got) == float(want)
+        return float(got) == float(want.replace(",", ""))
     except ValueError:
         return got == want
 
 
+# ----------------------------------------------------------------------------- JSONL
 def load_jsonl(path) -> list[Problem]:
-    """User problems: {"prompt", "answer"} or {"question", "answer": "... #### 42"} per line.
-    Optional "id" and "difficulty". Errors name the file and line."""
+    """User problems, one JSON object per line: {"prompt": ..., "answer": ...}, or the GSM8K
+    layout {"question": ..., "answer": "worked solution ... #### 42"} (the answer is what
+    follows '####'). Optional "id" and integer "difficulty" (default 1). Blank lines are
+    skipped. Every error names the file and line: InputError("path:LINE: ...")."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    out = []
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    out, seen = [], set()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        where = f"{path}:{lineno}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            raise InputError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(row, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object")
-        prompt = row.get("prompt", row.get("question"))
-        answer = row.get("answer")
-        if not isinstance(prompt, str) or answer is None:
-            raise InputError(f"{path}:{lineno}: needs a string 'prompt' (or 'question') and "
-                             "an 'answer'")
+            raise InputError(f"{where}: expected a JSON object with 'prompt' and 'answer'")
+        key = "prompt" if "prompt" in row else "question"
+        prompt, answer = row.get(key), row.get("answer")
+        if not isinstance(prompt, str) or not prompt:
+            raise InputError(f"{where}: needs a non-empty string 'prompt' (or 'question')")
+        if not isinstance(answer, str | int | float) or isinstance(answer, bool):
+            raise InputError(f"{where}: needs an 'answer' (a string or a number)")
         answer = str(answer)
-        if "####" in answer:
-            answer = answer.split("####", 1)[1].strip()
-        answer = answer.replace(",", "").strip()
+        if "####" in answer:  # GSM8K: the final answer follows the worked solution
+            answer = answer.rsplit("####", 1)[1]
+        answer = answer.strip()
+        if _NUM.fullmatch(answer):
+            answer = answer.replace(",", "")
         if not answer:
-            raise InputError(f"{path}:{lineno}: empty answer")
-        try:
-            difficulty = int(row.get("difficulty", 1))
-        except (TypeError, ValueError):
-            raise InputError(f"{path}:{lineno}: 'difficulty' must be an integer") from None
+            raise InputError(f"{where}: empty answer (after '####' for the GSM8K layout)")
+        difficulty = row.get("difficulty", 1)
+        if not isinstance(difficulty, int) or isinstance(difficulty, bool):
+            raise InputError(f"{where}: 'difficulty' must be an integer (got {difficulty!r})")
         pid = str(row.get("id", f"{path.stem}-{lineno}"))
+        if pid in seen:
+            raise InputError(f"{where}: duplicate id {pid!r}; ids must be unique")
+        seen.add(pid)
         out.append(Problem(pid, prompt, answer, difficulty, "jsonl"))
     if not out:
-        raise InputError(f"{path}: no problems found")
+        raise InputError(f"{path}: no problems found (expected one JSON object per line)")
     return out
