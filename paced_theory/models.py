@@ -59,8 +59,9 @@ allocation ones here (s/v = rho/s and s ~ q): p(1-p) is allocation-optimal for t
 progress-optimal for tau2, sigma2 > 0. Degeneracy: true_mean with sigma2 = tau2 = 0 has v = 0
 at p = 1/2 (every rollout gradient equals Delta/4 u), so rho has a pole there
 (rho = K q/(1-2p)^2); the random baselines remove it (v(1/2) = D2/(8K(K-1)) > 0 for
-leave_one_out). Group mean at K = 1 gives G = eps-only noise with s = 0, so the random
-baselines need K >= 2.
+leave_one_out). At K = 1 the group mean cancels the reward signal (s = 0; leave-one-out is
+undefined), so the random baselines
+need K >= 2.
 
 M2, teacher-forced forward KL with an engagement mechanism (Ours: the model, not the paper's).
     G = (1-p) [kappa p^gamma u + xi] + e,
@@ -144,7 +145,8 @@ def m1_symbolic(baseline: str = "true_mean",
     (r_j - mean_{k!=j} r_k = K/(K-1) (l_j - lbar)). With c = sum_j r_j ~ Binomial(K, p),
     L1 = sum l_j = c - Kp, L2 = sum l_j^2 = c(1-2p) + K p^2 and X = L2 - h L1^2/K
     (= sum_j (l_j - h lbar)^2 = sum_j l_j (l_j - h lbar)):
-        K G.u-part = Delta a X + sum_j eta_j l_j,   eta_j = e (eps_j - h' epsbar),
+        K (G minus its zeta part) . u = sum_j c_j l_j = Delta a X + sum_j eta_j l_j,
+        eta_j = e (eps_j - h' epsbar),
         s = Delta a E[X] / K,
         K^2 E||G||^2 = Delta^2 a^2 E[X^2] + q e^2 tau2 (K - h')              (along u)
                      + sigma2 (Delta^2 a^2 E[X] + e^2 tau2 (K - h'))         (zeta part),
