@@ -1,14 +1,23 @@
-"""Run configuration: frozen dataclasses, loaded from TOML, overridable as `section.key=value`.
+"""Run configuration: frozen dataclasses, one per TOML section, plus `section.key=value` overrides.
 
-Every run directory gets the resolved config as config.toml, which reloads to an equal
-RunConfig. Unknown sections or keys, wrong types and inconsistent values raise ConfigError
-naming the file and the key.
+    cfg = load_config("configs/demo.toml", ["weights.method=uniform", "optim.lr=3e-4"])
+    text = config_to_toml(cfg)          # saved as <run>/config.toml; reloads to an equal cfg
+
+Every key has a default, so a TOML file names only what it changes. The type of a key is the
+type of its default (bool, int, float, str, or a list of ints). A value from TOML must have
+that type (an int is accepted where a float is expected); a value from an override is parsed
+as that type ("optim.lr=3e-4", "run.progress=false", "data.add_digits=[1,2]" or "1,2",
+"weights.method=uniform" or '"uniform"'). Unknown sections or keys, wrong types and
+inconsistent values raise ConfigError naming the file and the key and saying how to fix it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -20,15 +29,15 @@ class RunSection:
     name: str = "run"
     seed: int = 0
     device: str = "auto"          # auto | cpu | cuda
-    log_every: int = 10
-    ckpt_every: int = 50
-    progress: bool = True
+    log_every: int = 10           # steps between progress-bar refreshes
+    ckpt_every: int = 50          # steps between checkpoints (one is always written at the end)
+    progress: bool = True         # tqdm bar
 
 
 @dataclass(frozen=True)
 class DataSection:
-    add_digits: tuple = (1, 2, 3, 4)
-    mul_digits: tuple = (1, 2, 3)
+    add_digits: tuple[int, ...] = (1, 2, 3, 4)
+    mul_digits: tuple[int, ...] = (1, 2, 3)
     n_train_per_cell: int = 48
     n_eval_per_cell: int = 16
     n_retention: int = 64
@@ -37,14 +46,14 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ModelsSection:
-    student: str = "shipped:student"
+    student: str = "shipped:student"   # or a path (our .safetensors, an HF directory, a .gguf)
     teacher: str = "shipped:teacher"
 
 
 @dataclass(frozen=True)
 class RolloutsSection:
-    K: int = 8
-    refresh_every: int = 20       # steps between pass-rate refreshes of the whole pool
+    K: int = 8                    # student rollouts per problem per pass-rate refresh
+    refresh_every: int = 20       # steps between refreshes of the whole pool's pass rates
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8
@@ -53,21 +62,21 @@ class RolloutsSection:
 @dataclass(frozen=True)
 class WeightsSection:
     method: str = "paced"         # paced | uniform | hard
-    alpha: float = 1.0
+    alpha: float = 1.0            # paced: w(p) = p^alpha (1-p)^beta
     beta: float = 1.0
     estimator: str = "plugin"     # plugin | unbiased | posterior
-    prior_a: float = 1.0
+    prior_a: float = 1.0          # posterior: Beta(prior_a, prior_b) prior on p
     prior_b: float = 1.0
-    lo: float = 0.0               # hard band lo < p_hat < hi
+    lo: float = 0.0               # hard: keep lo < p_hat < hi
     hi: float = 1.0
-    normalise: str = "sum"        # sum: sum w L / sum w ; mean: / batch ; none
+    normalise: str = "sum"        # sum: sum w L / sum w ; mean: sum w L / B ; none: sum w L
 
 
 @dataclass(frozen=True)
 class LossSection:
     schedule: str = "forward"     # forward | reverse | two-stage | akl | jsd | skew
     switch_at: float = 0.5        # two-stage: fraction of the budget spent on forward KL
-    switch_unit: str = "steps"    # steps | compute
+    switch_unit: str = "steps"    # steps (of budget.steps) | compute (of budget.flops)
     temperature: float = 1.0
     jsd_beta: float = 0.5
     skew_alpha: float = 0.1
@@ -77,9 +86,9 @@ class LossSection:
 @dataclass(frozen=True)
 class OptimSection:
     lr: float = 1e-3
-    batch_size: int = 32
+    batch_size: int = 32          # candidate problems per step, before zero weights are dropped
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0        # max global grad norm; 0 = no clipping
     warmup_steps: int = 10
 
 
@@ -92,7 +101,7 @@ class BudgetSection:
 @dataclass(frozen=True)
 class EvalSection:
     every: int = 25
-    mean_at_k: int = 4
+    mean_at_k: int = 4            # samples per held-out problem for mean@k (temperature 1)
     max_new_tokens: int = 8
 
 
@@ -123,8 +132,8 @@ class RunConfig:
     probe: ProbeSection = field(default_factory=ProbeSection)
 
 
-SECTIONS = {f.name: f.default_factory for f in fields(RunConfig)}
-CHOICES = {
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(RunConfig)}
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("run", "device"): ("auto", "cpu", "cuda"),
     ("weights", "method"): ("paced", "uniform", "hard"),
     ("weights", "estimator"): ("plugin", "unbiased", "posterior"),
@@ -133,42 +142,94 @@ CHOICES = {
     ("loss", "switch_unit"): ("steps", "compute"),
     ("probe", "loss"): ("forward", "reverse"),
 }
+# keys that may change between a run and its --resume (they do not change what is computed)
+RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",
+             "budget.steps", "budget.flops", "eval.every"}
+
+
+# ------------------------------------------------------------------------------ typing
+def _type_name(default) -> str:
+    if isinstance(default, tuple):
+        return "a list of integers"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}[
+        type(default)]
+
+
+def _example(default) -> str:
+    return config_value(list(default) if isinstance(default, tuple) else default)
 
 
 def _coerce(value, default, where: str):
-    """Check a TOML value against the type of the field's default."""
+    """Check a value parsed from TOML against the type of the key's default."""
     if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
+        ok = isinstance(value, bool)
     elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
     elif isinstance(default, str):
-        if isinstance(value, str):
-            return value
-    elif isinstance(default, tuple):
-        if isinstance(value, list | tuple) and all(isinstance(v, int) for v in value):
-            return tuple(value)
-    raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        ok = isinstance(value, str)
+    else:  # tuple of ints
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(default)}, got {value!r} "
+                          f"(e.g. {_example(default)})")
+    return value
 
 
+def parse_value(raw: str, default, where: str):
+    """Parse an override's text as the type of the key's default (see module docstring)."""
+    text = raw.strip()
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, str):
+            if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+                return tomllib.loads(f"v = {text}")["v"]
+            return text
+        body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        return tuple(int(x) for x in body.split(",") if x.strip())
+    except (ValueError, tomllib.TOMLDecodeError):
+        raise ConfigError(f"{where}: cannot read {raw!r} as {_type_name(default)} "
+                          f"(e.g. {_example(default)})") from None
+
+
+def _keys(section: str) -> list[str]:
+    return [f"{section}.{f.name}" for f in fields(SECTIONS[section])]
+
+
+def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+    """'unknown key ...; did you mean ...? known: ...' (for the error messages)."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown {what} '{name}'; {hint}known: {', '.join(known)}"
+
+
+# --------------------------------------------------------------------------- loading
 def from_dict(data: dict, source: str = "<config>") -> RunConfig:
+    """A validated RunConfig from nested dicts {section: {key: value}} (as tomllib gives)."""
     sections = {}
     for name, body in data.items():
         if name not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section [{name}]; known: {', '.join(SECTIONS)}")
+            known = [f"[{s}]" for s in SECTIONS]
+            raise ConfigError(f"{source}: {_unknown('section', f'[{name}]', known)}")
         if not isinstance(body, dict):
-            raise ConfigError(f"{source}: [{name}] must be a table")
+            raise ConfigError(f"{source}: [{name}] must be a table of key = value lines")
         default = SECTIONS[name]()
-        known = {f.name for f in fields(default)}
         values = {}
         for key, value in body.items():
-            if key not in known:
-                raise ConfigError(f"{source}: unknown key '{name}.{key}'; known keys of [{name}]: "
-                                  f"{', '.join(sorted(known))}")
+            if f"{name}.{key}" not in _keys(name):
+                raise ConfigError(f"{source}: {_unknown('key', f'{name}.{key}', _keys(name))}")
             values[key] = _coerce(value, getattr(default, key), f"{source}: '{name}.{key}'")
         sections[name] = replace(default, **values)
     cfg = RunConfig(**sections)
@@ -176,8 +237,8 @@ def from_dict(data: dict, source: str = "<config>") -> RunConfig:
     return cfg
 
 
-def load_config(path: Path | str | None, overrides: list[str] = ()) -> RunConfig:
-    """Load TOML (or defaults when path is None) and apply `section.key=value` overrides."""
+def load_config(path: Path | str | None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Load a TOML file (defaults when path is None), then apply `section.key=value` overrides."""
     if path is None:
         cfg, source = RunConfig(), "<defaults>"
     else:
@@ -185,96 +246,123 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> RunConfig
         try:
             data = tomllib.loads(path.read_text())
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+            raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax there") from None
         cfg, source = from_dict(data, str(path)), str(path)
     return apply_overrides(cfg, overrides, source)
 
 
-def apply_overrides(cfg: RunConfig, overrides, source: str = "<overrides>") -> RunConfig:
+def apply_overrides(cfg: RunConfig, overrides: Iterable[str],
+                    source: str = "<config>") -> RunConfig:
+    """cfg with each `section.key=value` applied in order, parsed as the key's type."""
+    overrides = list(overrides)
     data = to_dict(cfg)
     for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"override {item!r}: expected section.key=value, e.g. optim.lr=3e-4")
-        dotted, raw = item.split("=", 1)
-        section, key = dotted.strip().split(".", 1)
-        if section not in data:
-            raise ConfigError(f"override {item!r}: unknown section [{section}]")
-        if key not in data[section]:
-            raise ConfigError(f"override {item!r}: unknown key '{section}.{key}'")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # a bare word: treat as a string (weights.method=uniform)
-        data[section][key] = value
-    return from_dict(data, f"{source} + overrides" if overrides else source)
+        where = f"override {item!r}"
+        dotted, eq, raw = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not eq or not dot:
+            raise ConfigError(f"{where}: expected section.key=value, e.g. optim.lr=3e-4")
+        if section not in SECTIONS:
+            raise ConfigError(f"{where}: {_unknown('section', section, SECTIONS)}")
+        if f"{section}.{key}" not in _keys(section):
+            raise ConfigError(f"{where}: {_unknown('key', f'{section}.{key}', _keys(section))}")
+        value = parse_value(raw, getattr(SECTIONS[section](), key), f"{where}: '{section}.{key}'")
+        data[section][key] = list(value) if isinstance(value, tuple) else value
+    if not overrides:
+        return cfg
+    return from_dict(data, f"{source} with overrides {' '.join(overrides)}")
 
 
 def validate(cfg: RunConfig, source: str = "<config>") -> None:
+    """ConfigError (naming source and key) for values no run can use."""
+    def bad(key: str, why: str):
+        raise ConfigError(f"{source}: '{key}' {why}")
+
     for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
-            raise ConfigError(f"{source}: '{section}.{key}' = {value!r}; choose one of "
-                              f"{', '.join(allowed)}")
-    positive = [("rollouts", "K"), ("rollouts", "refresh_every"), ("rollouts", "max_new_tokens"),
-                ("optim", "batch_size"), ("budget", "steps"), ("eval", "every"),
-                ("eval", "mean_at_k"), ("run", "log_every"), ("run", "ckpt_every"),
-                ("data", "n_train_per_cell"), ("data", "n_eval_per_cell"),
-                ("data", "n_retention"), ("probe", "n_problems"), ("probe", "sketch_hashes")]
-    for section, key in positive:
-        if getattr(getattr(cfg, section), key) < 1:
-            raise ConfigError(f"{source}: '{section}.{key}' must be >= 1")
-    w = cfg.weights
-    if w.alpha < 0 or w.beta < 0:
-        raise ConfigError(f"{source}: 'weights.alpha' and 'weights.beta' must be >= 0")
+            bad(f"{section}.{key}", f"= {value!r}; choose one of {', '.join(allowed)}")
+    at_least_one = ["rollouts.K", "rollouts.refresh_every", "rollouts.max_new_tokens",
+                    "optim.batch_size", "budget.steps", "eval.every", "eval.mean_at_k",
+                    "eval.max_new_tokens", "run.log_every", "run.ckpt_every",
+                    "data.n_train_per_cell", "data.n_eval_per_cell", "data.n_retention",
+                    "probe.n_problems", "probe.sketch_hashes"]
+    at_least_zero = ["optim.warmup_steps", "optim.weight_decay", "optim.grad_clip",
+                     "budget.flops", "weights.alpha", "weights.beta", "probe.sketch_dim",
+                     "probe.n_boot"]
+    positive = ["optim.lr", "rollouts.temperature", "loss.temperature", "weights.prior_a",
+                "weights.prior_b"]
+    for keys, test, why in ((at_least_one, lambda v: v >= 1, "must be >= 1"),
+                            (at_least_zero, lambda v: v >= 0, "must be >= 0"),
+                            (positive, lambda v: v > 0, "must be > 0")):
+        for dotted in keys:
+            section, key = dotted.split(".")
+            value = getattr(getattr(cfg, section), key)
+            if not test(value):
+                bad(dotted, f"{why} (got {value!r})")
+    d, w, lo = cfg.data, cfg.weights, cfg.loss
+    if not d.jsonl and not (d.add_digits or d.mul_digits):
+        bad("data.add_digits", "and 'data.mul_digits' are both empty; give at least one "
+            "difficulty (e.g. add_digits = [1, 2]) or a 'data.jsonl' file")
+    for key in ("add_digits", "mul_digits"):
+        if any(x < 1 for x in getattr(d, key)):
+            bad(f"data.{key}", f"needs digit counts >= 1 (got {list(getattr(d, key))})")
     if not 0.0 <= w.lo < w.hi <= 1.0:
-        raise ConfigError(f"{source}: need 0 <= 'weights.lo' < 'weights.hi' <= 1")
-    if w.prior_a <= 0 or w.prior_b <= 0:
-        raise ConfigError(f"{source}: 'weights.prior_a' and 'weights.prior_b' must be > 0")
-    if w.estimator == "unbiased" and (w.alpha != int(w.alpha) or w.beta != int(w.beta)
-                                      or w.alpha + w.beta > cfg.rollouts.K):
-        raise ConfigError(f"{source}: the unbiased estimator needs integer 'weights.alpha', "
-                          "'weights.beta' with alpha + beta <= 'rollouts.K'")
-    if not 0.0 <= cfg.loss.switch_at <= 1.0:
-        raise ConfigError(f"{source}: 'loss.switch_at' must be in [0, 1]")
-    if cfg.loss.switch_unit == "compute" and cfg.loss.schedule == "two-stage" \
-            and cfg.budget.flops <= 0:
-        raise ConfigError(f"{source}: 'loss.switch_unit' = compute needs 'budget.flops' > 0")
-    for key in ("temperature",):
-        if getattr(cfg.loss, key) <= 0:
-            raise ConfigError(f"{source}: 'loss.{key}' must be > 0")
-    if cfg.rollouts.temperature <= 0 or not 0 < cfg.rollouts.top_p <= 1:
-        raise ConfigError(f"{source}: need 'rollouts.temperature' > 0 and "
-                          "0 < 'rollouts.top_p' <= 1")
-    if cfg.probe.sketch_dim < 0 or cfg.probe.min_per_bin < 2 or cfg.probe.n_boot < 0:
-        raise ConfigError(f"{source}: need 'probe.sketch_dim' >= 0, 'probe.min_per_bin' >= 2, "
-                          "'probe.n_boot' >= 0")
-    if cfg.optim.lr <= 0 or cfg.budget.flops < 0:
-        raise ConfigError(f"{source}: need 'optim.lr' > 0 and 'budget.flops' >= 0")
+        bad("weights.lo", f"and 'weights.hi' need 0 <= lo < hi <= 1 (got lo={w.lo}, hi={w.hi})")
+    if w.estimator == "unbiased" and w.method == "paced" and (
+            w.alpha != int(w.alpha) or w.beta != int(w.beta) or w.alpha + w.beta > cfg.rollouts.K):
+        bad("weights.estimator", "= 'unbiased' needs integer 'weights.alpha' and 'weights.beta' "
+            f"with alpha + beta <= 'rollouts.K' (got {w.alpha}, {w.beta}, K={cfg.rollouts.K}); "
+            "use estimator = 'plugin' or 'posterior' otherwise")
+    if not 0.0 < cfg.rollouts.top_p <= 1.0:
+        bad("rollouts.top_p", f"must be in (0, 1] (got {cfg.rollouts.top_p})")
+    if not 0.0 <= lo.switch_at <= 1.0:
+        bad("loss.switch_at", f"must be a fraction in [0, 1] (got {lo.switch_at})")
+    if lo.schedule == "two-stage" and lo.switch_unit == "compute" and cfg.budget.flops <= 0:
+        bad("loss.switch_unit", "= 'compute' needs 'budget.flops' > 0 (the switch is placed at "
+            "switch_at * budget.flops); set budget.flops or use switch_unit = 'steps'")
+    if not 0.0 < lo.jsd_beta < 1.0:
+        bad("loss.jsd_beta", f"must be in (0, 1) (got {lo.jsd_beta})")
+    if not 0.0 <= lo.skew_alpha < 1.0:
+        bad("loss.skew_alpha", f"must be in [0, 1) (got {lo.skew_alpha})")
+    if not 0.0 < lo.akl_mu <= 1.0:
+        bad("loss.akl_mu", f"must be in (0, 1] (got {lo.akl_mu})")
+    if cfg.probe.min_per_bin < 2:
+        bad("probe.min_per_bin", f"must be >= 2 (got {cfg.probe.min_per_bin})")
 
 
+# ---------------------------------------------------------------------------- saving
 def to_dict(cfg: RunConfig) -> dict:
-    out = {}
-    for f in fields(cfg):
-        sec = dataclasses.asdict(getattr(cfg, f.name))
-        out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
-    return out
+    """{section: {key: value}} with lists for tuples (what TOML holds)."""
+    return {f.name: {k: list(v) if isinstance(v, tuple) else v
+                     for k, v in dataclasses.asdict(getattr(cfg, f.name)).items()}
+            for f in fields(cfg)}
+
+
+def config_value(v) -> str:
+    """One value in TOML syntax."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):  # JSON string escapes are valid TOML basic-string escapes
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(config_value(x) for x in v) + "]"
+    return repr(v)  # ints and floats (repr of inf / nan is valid TOML too)
 
 
 def config_to_toml(cfg: RunConfig) -> str:
-    def fmt(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        return repr(v)
-
+    """The whole config as TOML; load_config on this text gives back an equal RunConfig."""
     lines = []
     for section, body in to_dict(cfg).items():
         lines.append(f"[{section}]")
-        lines += [f"{k} = {fmt(v)}" for k, v in body.items()]
+        lines += [f"{k} = {config_value(v)}" for k, v in body.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def changed_keys(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    da, db = to_dict(a), to_dict(b)
+    return [f"{s}.{k}" for s in da for k in da[s] if da[s][k] != db[s][k]]

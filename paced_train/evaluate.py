@@ -1,6 +1,13 @@
-"""Evaluation: held-out accuracy by difficulty (greedy and mean@k sampled) and retention.
+"""Generation + verification, and the periodic evaluation of a run.
 
-Forgetting = retention accuracy at the start of the run minus retention accuracy now.
+evaluate() reports, on problems never trained on:
+  acc                greedy accuracy on the held-out split
+  acc_by_difficulty  greedy accuracy per cell, keyed "<skill><difficulty>" ("add3", "mul2")
+  mean_at_k          mean over held-out problems of the fraction of k samples (temperature 1,
+                     top-p 1) that verify: the paper's mean@k
+  retention          greedy accuracy on the retention set (a skill never distilled)
+and forgetting(start, now) = retention at the start of the run - retention now.
+Sampling uses a generator seeded by the caller, so evaluating never moves a training stream.
 """
 
 from __future__ import annotations
@@ -11,47 +18,75 @@ import torch
 from paced_train.tasks import Problem, verify
 
 
-@torch.no_grad()
-def solve_rates(model, tok, problems: list[Problem], max_new_tokens: int, k: int = 1,
-                temperature: float = 0.0, generator=None, batch: int = 1024) -> np.ndarray:
-    """Per problem, the fraction of k completions that verify (k = 1, greedy by default)."""
-    return generate_and_verify(model, tok, problems, max_new_tokens, k, temperature, 1.0,
-                               generator, batch)[0].reshape(len(problems), k).mean(1)
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
-def generate_and_verify(model, tok, problems, max_new_tokens, k=1, temperature=1.0, top_p=1.0,
-                        generator=None, batch=1024):
-    """k completions per problem: (ok flags (n*k,), completions, tokens processed)."""
+def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int, k: int = 1,
+                        temperature: float = 1.0, top_p: float = 1.0,
+                        generator: torch.Generator | None = None, batch: int = 1024):
+    """k completions per problem, in order (problem 0's k, then problem 1's, ...).
+
+    Returns (ok, completions, tokens): ok a bool array (len(problems) * k,), completions the
+    token lists (eos included when produced), tokens the positions processed (each prompt
+    once, then each generated token: what KV-cached generation costs). Temperature 0 is
+    greedy. On CUDA the forward passes run under bf16 autocast."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
     prompts = [tok.encode_prompt(p.prompt) for p in problems for _ in range(k)]
-    comps, tokens = [], 0
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i:i + batch]
-        out = model.generate(chunk, max_new_tokens, temperature=temperature, top_p=top_p,
-                             generator=generator, eos_id=tok.eos_id, pad_id=tok.pad_id)
-        comps += out
-        tokens += sum(len(p) for p in chunk) + sum(len(c) for c in out)
-    ok = np.array([verify(problems[j // k], tok.decode(c)) for j, c in enumerate(comps)])
+    comps: list[list[int]] = []
+    tokens = 0
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for i in range(0, len(prompts), batch):
+            chunk = prompts[i:i + batch]
+            out = model.generate(chunk, max_new_tokens, temperature=temperature, top_p=top_p,
+                                 generator=generator, eos_id=tok.eos_id, pad_id=tok.pad_id)
+            comps += out
+            tokens += sum(len(p) for p in chunk) + sum(len(c) for c in out)
     model.train(was_training)
+    ok = np.array([verify(problems[j // k], tok.decode(c)) for j, c in enumerate(comps)],
+                  dtype=bool)
     return ok, comps, tokens
+
+
+def solve_rates(model, tok, problems: list[Problem], max_new_tokens: int, k: int = 1,
+                temperature: float = 0.0, generator: torch.Generator | None = None) -> np.ndarray:
+    """Per problem, the fraction of its k completions that verify (k = 1, greedy by default)."""
+    if not problems:
+        return np.zeros(0)
+    ok, _, _ = generate_and_verify(model, tok, problems, max_new_tokens, k, temperature,
+                                   1.0, generator)
+    return ok.reshape(len(problems), k).mean(1)
+
+
+def by_cell(problems: list[Problem], scores: np.ndarray) -> dict[str, float]:
+    """Mean score per "<skill><difficulty>" cell, in sorted order."""
+    cells: dict[str, list[float]] = {}
+    for p, s in zip(problems, scores):
+        cells.setdefault(f"{p.skill}{p.difficulty}", []).append(float(s))
+    return {key: float(np.mean(v)) for key, v in sorted(cells.items())}
 
 
 def evaluate(model, tok, heldout: list[Problem], retention: list[Problem], cfg_eval,
              seed: int) -> dict:
-    """Greedy held-out accuracy (overall and per skill+difficulty), mean@k at temperature 1,
-    greedy retention accuracy. Sampling uses its own generator, so evaluating never changes
-    the training run's random streams."""
-    gen = torch.Generator().manual_seed(seed)
-    greedy = solve_rates(model, tok, heldout, cfg_eval.max_new_tokens)
-    by = {}
-    for p, r in zip(heldout, greedy):
-        by.setdefault(f"{p.skill}{p.difficulty}", []).append(r)
+    """acc, acc_by_difficulty, mean_at_k and retention (module docstring).
+
+    Ours: the metrics' definitions; mean@k follows the paper's mean@8 (here k =
+    cfg_eval.mean_at_k samples at temperature 1)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    greedy = solve_rates(model, tok, heldout + retention, cfg_eval.max_new_tokens)
+    held, ret = greedy[:len(heldout)], greedy[len(heldout):]
     sampled = solve_rates(model, tok, heldout, cfg_eval.max_new_tokens, k=cfg_eval.mean_at_k,
                           temperature=1.0, generator=gen)
-    ret = solve_rates(model, tok, retention, cfg_eval.max_new_tokens) if retention else np.array([])
-    return {"acc": float(greedy.mean()),
-            "acc_by_difficulty": {k: float(np.mean(v)) for k, v in sorted(by.items())},
-            "mean_at_k": float(sampled.mean()),
-            "retention": float(ret.mean()) if ret.size else float("nan")}
+    nan = float("nan")
+    return {"acc": float(held.mean()) if held.size else nan,
+            "acc_by_difficulty": by_cell(heldout, held),
+            "mean_at_k": float(sampled.mean()) if sampled.size else nan,
+            "retention": float(ret.mean()) if ret.size else nan}
+
+
+def forgetting(retention_start: float, retention_now: float) -> float:
+    """Retention accuracy at the start of the run minus now (> 0: the student forgot)."""
+    return float(retention_start - retention_now)

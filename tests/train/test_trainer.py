@@ -1,27 +1,55 @@
-"""The training loop end to end on tiny random models: determinism, resume equivalence,
-dropping zero-weight problems before forward passes, NaN handling, the two-stage switch."""
+"""The training loop end to end on tiny random GPTs (tests/train/conftest.py) with the tiny
+config: outputs, determinism, resume equivalence, dropping zero-weight problems before any
+forward pass, NaN handling, the two-stage switch, the compute budget, and the ledger.
+
+A random student solves nothing, so to get a spread of pass rates some tests swap in a
+verifier that accepts a completion iff its first character's code is divisible by 3: about a
+third of the random student's samples, so p_hat = c / K scatters over 0..1."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+import paced_train.evaluate as evaluate_mod
 import paced_train.trainer as trainer
 from paced_theory.errors import ConfigError, PacedError
 from paced_train.checkpoint import load_checkpoint
-from paced_train.model import load_model
+from paced_train.config import load_config
+from paced_train.model import GPT, load_model
 from paced_train.trainer import train
 
-VOLATILE = {"wall_s", "timers_s", "rollout_share"}
+VOLATILE = {"wall_s", "timers_s", "rollout_share", "rollout_share_of_wall"}
+STEP_KEYS = {"kind", "step", "rollout_tokens", "teacher_tokens", "student_fwd_tokens",
+             "student_bwd_tokens", "flops", "loss", "n_kept", "n_dropped"}
+EVAL_KEYS = {"kind", "step", "flops", "acc", "acc_by_difficulty", "mean_at_k", "retention",
+             "forgetting"}
 
 
-def rows(run_dir):
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread (no thread-pool contention)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def mixed_verifier(monkeypatch):
+    monkeypatch.setattr(evaluate_mod, "verify",
+                        lambda p, text: bool(text) and ord(text[0]) % 3 == 0)
+
+
+def rows(run_dir, kind=None):
     out = []
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        out.append({k: v for k, v in r.items() if k not in VOLATILE})
+        r = {k: v for k, v in json.loads(line).items() if k not in VOLATILE}
+        if kind is None or r["kind"] == kind:
+            out.append(r)
     return out
 
 
@@ -29,128 +57,267 @@ def stable(summary):
     return {k: v for k, v in summary.items() if k not in VOLATILE}
 
 
-def test_run_writes_outputs_and_is_deterministic(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("weights.method=uniform")
+def ckpt(run_dir):
+    return torch.load(run_dir / "checkpoints/last.pt", weights_only=False)
+
+
+def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_path,
+                                                               mixed_verifier):
+    cfg = tiny_cfg("weights.method=paced")
     a = train(cfg, tmp_path / "a")
     b = train(cfg, tmp_path / "b")
-    assert stable(a) == stable(b)
-    assert rows(tmp_path / "a") == rows(tmp_path / "b")
+    assert stable(a) == stable(b) and rows(tmp_path / "a") == rows(tmp_path / "b")
     for name in ("config.toml", "metrics.jsonl", "summary.json", "checkpoints/last.pt"):
         assert (tmp_path / "a" / name).exists()
-    steps = [r for r in rows(tmp_path / "a") if r["kind"] == "step"]
+    assert load_config(tmp_path / "a" / "config.toml") == cfg
+    steps, evals = rows(tmp_path / "a", "step"), rows(tmp_path / "a", "eval")
     assert [r["step"] for r in steps] == list(range(1, 9))
+    assert [r["step"] for r in evals] == [0, 4, 8]
+    assert all(STEP_KEYS <= set(r) for r in steps) and all(EVAL_KEYS <= set(r) for r in evals)
+    assert set(evals[-1]["acc_by_difficulty"]) == {"add1", "add2", "mul1"}
+    assert all(r["n_kept"] + r["n_dropped"] == 8 for r in steps)
+    assert 0 < sum(r["n_kept"] for r in steps) < 64  # the verifier spreads the pass rates
     flops = [r["flops"] for r in steps]
-    assert all(y > x for x, y in zip(flops, flops[1:]))  # ledger grows every step
+    assert all(y >= x for x, y in zip(flops, flops[1:])) and flops[-1] > flops[0]
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["steps"] == 8 and summary["flops"] == flops[-1]
+    assert summary["acc"] == evals[-1]["acc"] and 0.0 <= summary["rollout_share"] <= 1.0
+    assert summary["forgetting"] == pytest.approx(summary["retention_start"]
+                                                  - summary["retention"])
     # a different seed gives a different run
-    c = train(tiny_cfg("weights.method=uniform", "run.seed=1"), tmp_path / "c")
-    assert stable(c) != stable(a)
+    c = train(tiny_cfg("weights.method=paced", "run.seed=1"), tmp_path / "c")
+    assert rows(tmp_path / "c") != rows(tmp_path / "a") and stable(c) != stable(a)
 
 
-@pytest.mark.parametrize("method", ["uniform", "two-stage"])
-def test_resume_reaches_the_same_final_metrics(tiny_cfg, tmp_path, monkeypatch, method):
-    overrides = trainer.METHOD_OVERRIDES[method] + ["weights.method=uniform"]
-    cfg = tiny_cfg(*overrides)
+@pytest.mark.parametrize("method", ["paced", "two-stage"])
+def test_resume_reaches_the_same_final_metrics_and_weights(tiny_cfg, tmp_path, monkeypatch,
+                                                           mixed_verifier, method):
+    cfg = tiny_cfg(*trainer.METHOD_OVERRIDES[method])
     full = train(cfg, tmp_path / "full")
-    real_step = trainer.distill_step
+    real = trainer.candidates
 
-    def dying(st, *args, **kw):
-        if st.step == 6:  # after the checkpoint at step 4: the process is killed
+    def killed_at_step_6(n, b, seed, step):  # after the checkpoint at step 4
+        if step == 6:
             raise KeyboardInterrupt
-        return real_step(st, *args, **kw)
+        return real(n, b, seed, step)
 
-    monkeypatch.setattr(trainer, "distill_step", dying)
+    monkeypatch.setattr(trainer, "candidates", killed_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "killed")
-    monkeypatch.setattr(trainer, "distill_step", real_step)
+    assert ckpt(tmp_path / "killed")["step"] == 4
+    monkeypatch.setattr(trainer, "candidates", real)
     resumed = train(cfg, tmp_path / "killed", resume=True)
     assert stable(resumed) == stable(full)
     assert rows(tmp_path / "killed") == rows(tmp_path / "full")
-    m1 = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=False)["model"]
-    m2 = torch.load(tmp_path / "killed/checkpoints/last.pt", weights_only=False)["model"]
-    assert all(torch.equal(m1[k], m2[k]) for k in m1)
+    c1, c2 = ckpt(tmp_path / "full"), ckpt(tmp_path / "killed")
+    assert all(torch.equal(c1["model"][k], c2["model"][k]) for k in c1["model"])
+    for key in ("table", "references", "ledger"):
+        assert c1["extra"][key] == c2["extra"][key]
 
 
-def test_zero_weight_problems_never_reach_a_forward_pass(tiny_cfg, tmp_path, monkeypatch):
-    """A random student solves nothing: every p_hat is 0, so PACED's p(1-p) drops every
-    problem. No teacher or student forward pass may happen for them."""
-    calls = []
-    real = trainer.distill_step
-    monkeypatch.setattr(trainer, "distill_step",
-                        lambda st, s, t, tok, batch, *a, **k: calls.append(len(batch))
-                        or real(st, s, t, tok, batch, *a, **k))
+def test_resume_refuses_a_different_config(tiny_cfg, tmp_path):
+    train(tiny_cfg("weights.method=uniform", "budget.steps=4"), tmp_path / "r")
+    with pytest.raises(ConfigError, match="run.seed"):
+        train(tiny_cfg("weights.method=uniform", "run.seed=5"), tmp_path / "r", resume=True)
+    # a longer budget is allowed: 4 steps then 4 more equal 8 steps in one go
+    longer = train(tiny_cfg("weights.method=uniform"), tmp_path / "r", resume=True)
+    assert stable(longer) == stable(train(tiny_cfg("weights.method=uniform"), tmp_path / "8"))
+
+
+def test_zero_weight_problems_never_reach_a_forward_pass(tiny_cfg, tmp_path, monkeypatch,
+                                                         mixed_verifier):
+    """Every teacher/student forward pass of training (generation aside) sees exactly the
+    kept problems of its step, and the teacher writes references for kept problems only."""
+    calls, kept = [], []
+    real_forward, real_step = GPT.forward, trainer.distill_step
+
+    def forward(self, idx, attn_mask=None, pos=None, caches=None):
+        if caches is None:  # not generation: a training-batch pass
+            who = "student" if any(p.requires_grad for p in self.parameters()) else "teacher"
+            calls.append((who, idx.shape[0]))
+        return real_forward(self, idx, attn_mask, pos, caches)
+
+    def step(run, st, batch, w):
+        assert (w > 0).all()
+        kept.append([p.id for p in batch])
+        return real_step(run, st, batch, w)
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    monkeypatch.setattr(trainer, "distill_step", step)
+    cfg = tiny_cfg("weights.method=paced")
+    s = train(cfg, tmp_path / "r")
+    tok = load_model(cfg.models.student)[1]
+    steps = rows(tmp_path / "r", "step")
+    n_kept = [r["n_kept"] for r in steps if r["n_kept"] > 0]
+    assert any(r["n_dropped"] > 0 for r in steps) and n_kept
+    assert calls == [(who, k) for k in n_kept for who in ("teacher", "student")]
+    assert [len(b) for b in kept] == n_kept
+    refs = ckpt(tmp_path / "r")["extra"]["references"]
+    assert set(refs) == {i for b in kept for i in b}
+    # teacher tokens = the training batches (the student's too) + generating each reference
+    prompts = {p.id: len(tok.encode_prompt(p.prompt)) for p in trainer.build_problems(cfg)[0]}
+    assert s["student_fwd_tokens"] == s["student_bwd_tokens"] > 0
+    assert s["teacher_tokens"] == s["student_fwd_tokens"] + sum(prompts[i] + len(r)
+                                                                for i, r in refs.items())
+
+
+def test_a_student_that_solves_nothing_costs_no_forward_pass(tiny_cfg, tmp_path):
+    """Random student, real verifier: every p_hat = 0, so p(1-p) drops every problem."""
     s = train(tiny_cfg("weights.method=paced"), tmp_path / "r")
-    steps = [r for r in rows(tmp_path / "r") if r["kind"] == "step"]
-    assert all(r["n_kept"] == 0 and r["n_dropped"] == 8 for r in steps)
-    assert calls == [] and s["student_fwd_tokens"] == 0
-    # the teacher only paid for its cached references
-    assert s["teacher_tokens"] == steps[0]["teacher_tokens"]
+    steps = rows(tmp_path / "r", "step")
+    assert all(r["n_kept"] == 0 and r["n_dropped"] == 8 and r["loss"] is None for r in steps)
+    assert s["student_fwd_tokens"] == s["teacher_tokens"] == 0 and s["rollout_tokens"] > 0
 
 
-def test_partial_dropping_counts_tokens_of_kept_problems_only(tiny_cfg, tmp_path, monkeypatch):
-    import numpy as np
-
-    def half(cfg_w, table, ids):
-        return np.array([1.0 if i % 2 == 0 else 0.0 for i in range(len(ids))])
-
-    seen = []
-    real = trainer.distill_step
-    monkeypatch.setattr(trainer, "problem_weights", half)
-    monkeypatch.setattr(trainer, "distill_step",
-                        lambda st, s, t, tok, batch, w, *a, **k: seen.append((len(batch),
-                                                                              list(w)))
-                        or real(st, s, t, tok, batch, w, *a, **k))
-    train(tiny_cfg("weights.method=paced"), tmp_path / "r")
-    assert seen and all(n == 4 and all(x > 0 for x in w) for n, w in seen)
-    steps = [r for r in rows(tmp_path / "r") if r["kind"] == "step"]
-    assert all(r["n_kept"] == 4 for r in steps)
+def test_ledger_matches_two_and_four_n_per_token(tiny_cfg, tiny_models, tmp_path,
+                                                 mixed_verifier):
+    s = train(tiny_cfg("weights.method=paced", "loss.schedule=two-stage"), tmp_path / "r")
+    n_s = load_model(tiny_models["student"])[0].num_params(non_embedding=True)
+    n_t = load_model(tiny_models["teacher"])[0].num_params(non_embedding=True)
+    assert s["rollout_tokens"] and s["teacher_tokens"] and s["student_bwd_tokens"]
+    assert s["flops"] == pytest.approx(2 * n_s * (s["rollout_tokens"] + s["student_fwd_tokens"])
+                                       + 4 * n_s * s["student_bwd_tokens"]
+                                       + 2 * n_t * s["teacher_tokens"])
 
 
-def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     cfg = tiny_cfg("weights.method=uniform", "run.ckpt_every=2")
-    real = trainer.losses.weighted_loss
-    count = {"n": 0}
+    real_loss, real_save = trainer.losses.weighted_loss, trainer.save_checkpoint
+    count, saved = {"n": 0}, {}
 
     def poisoned(*a, **k):
         count["n"] += 1
-        out = real(*a, **k)
+        out = real_loss(*a, **k)
         return out * float("nan") if count["n"] == 3 else out
 
+    def save(path, **kw):
+        real_save(path, **kw)
+        saved[kw["step"]] = path.read_bytes()
+
     monkeypatch.setattr(trainer.losses, "weighted_loss", poisoned)
+    monkeypatch.setattr(trainer, "save_checkpoint", save)
     with pytest.raises(PacedError, match="step 3"):
         train(cfg, tmp_path / "nan")
-    model, _, _ = load_model(cfg.models.student)
-    info = load_checkpoint(tmp_path / "nan/checkpoints/last.pt", model=model)
-    assert info["step"] == 2
+    assert list(saved) == [2]  # nothing was written after the NaN
+    assert (tmp_path / "nan/checkpoints/last.pt").read_bytes() == saved[2]
+    model = load_model(cfg.models.student)[0]
+    assert load_checkpoint(tmp_path / "nan/checkpoints/last.pt", model=model)["step"] == 2
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    # once the cause is gone, --resume finishes exactly like a run that never failed
+    monkeypatch.setattr(trainer.losses, "weighted_loss", real_loss)
+    resumed = train(cfg, tmp_path / "nan", resume=True)
+    assert stable(resumed) == stable(train(cfg, tmp_path / "clean"))
 
 
 def test_two_stage_switches_at_the_configured_step(tiny_cfg, tmp_path):
     train(tiny_cfg("weights.method=uniform", "loss.schedule=two-stage", "loss.switch_at=0.25"),
           tmp_path / "r")
-    kinds = [r["loss_kind"] for r in rows(tmp_path / "r") if r["kind"] == "step"]
+    kinds = [r["loss_kind"] for r in rows(tmp_path / "r", "step")]
     assert kinds == ["forward"] * 2 + ["reverse"] * 6
 
 
+def test_two_stage_switches_at_the_configured_compute(tiny_cfg, tmp_path):
+    full = train(tiny_cfg("weights.method=uniform"), tmp_path / "f")
+    budget = full["flops"]
+    train(tiny_cfg("weights.method=uniform", "loss.schedule=two-stage", "loss.switch_at=0.5",
+                   "loss.switch_unit=compute", f"budget.flops={budget}", "budget.steps=100"),
+          tmp_path / "r")
+    steps = rows(tmp_path / "r", "step")
+    before = [0.0] + [r["flops"] for r in steps[:-1]]  # the ledger when each step began
+    kinds = [r["loss_kind"] for r in steps]
+    assert kinds == ["forward" if f < 0.5 * budget else "reverse" for f in before]
+    assert "forward" in kinds and "reverse" in kinds
+    assert steps[-2]["flops"] < budget <= steps[-1]["flops"]  # the FLOP cap stopped it
+
+
 def test_reverse_kl_samples_count_as_rollouts(tiny_cfg, tmp_path):
-    s = train(tiny_cfg("weights.method=uniform", "loss.schedule=reverse"), tmp_path / "r")
-    f = train(tiny_cfg("weights.method=uniform", "loss.schedule=forward"), tmp_path / "f")
-    assert s["rollout_tokens"] > f["rollout_tokens"]
+    s = train(tiny_cfg(*trainer.METHOD_OVERRIDES["uniform-reverse"]), tmp_path / "r")
+    assert s["rollout_tokens"] > 0 and s["teacher_tokens"] > 0
+    table = ckpt(tmp_path / "r")["extra"]["table"]
+    assert sum(table["n"]) == 8 * 8  # one sample per kept problem per step, no refreshes
+    assert max(table["step"]) == 8 and table["history"] == []
+    f = train(tiny_cfg("weights.method=uniform"), tmp_path / "f")
+    assert f["rollout_tokens"] == 0 and sum(ckpt(tmp_path / "f")["extra"]["table"]["n"]) == 0
 
 
-def test_compute_budget_stops_the_run(tiny_cfg, tmp_path):
-    full = train(tiny_cfg("weights.method=uniform"), tmp_path / "a")
-    capped = train(tiny_cfg("weights.method=uniform", f"budget.flops={full['flops'] / 2}"),
-                   tmp_path / "b")
-    assert capped["steps"] < full["steps"]
-    assert capped["flops"] >= full["flops"] / 2
+def test_dropout_is_seeded_by_the_run_not_by_global_state(tiny_cfg, tmp_path):
+    """Dropout draws from torch's global RNG; the loop seeds it per step in a fork, so two
+    runs agree whatever the global state was."""
+    from paced_train.model import GPTConfig, save_model
+    from paced_train.tokenizer import default_tokenizer
+
+    tok = default_tokenizer()
+    torch.manual_seed(0)
+    student = tmp_path / "dropout.safetensors"
+    save_model(student, GPT(GPTConfig(tok.vocab_size, block_size=48, n_layer=1, n_head=2,
+                                      n_embd=16, dropout=0.5)), tok, {}, half=False)
+    cfg = tiny_cfg("weights.method=uniform", f'models.student="{student}"', "budget.steps=3")
+    out = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        train(cfg, tmp_path / f"r{global_seed}")
+        out.append(rows(tmp_path / f"r{global_seed}"))
+    assert out[0] == out[1]
+
+
+class ScriptedModel(torch.nn.Module):
+    """A stand-in model for evaluate(): answers add problems right, everything else wrong."""
+
+    def __init__(self, tok, problems):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.tok, self.by_prompt = tok, {tuple(tok.encode_prompt(p.prompt)): p for p in problems}
+
+    def generate(self, prompts, max_new_tokens, **kw):
+        from paced_train.tasks import target_text
+
+        out = []
+        for pr in prompts:
+            p = self.by_prompt[tuple(pr)]
+            text = target_text(p) if p.skill == "add" else "x"
+            out.append(self.tok.encode(text) + [self.tok.eos_id])
+        return out
+
+
+def test_evaluate_scores_by_cell_mean_at_k_and_retention():
+    from paced_train.config import EvalSection
+    from paced_train.evaluate import evaluate, forgetting
+    from paced_train.tasks import arithmetic_suite, retention_suite
+    from paced_train.tokenizer import default_tokenizer
+
+    tok = default_tokenizer()
+    held, ret = arithmetic_suite(0, 3, (1, 2), (1,)), retention_suite(0, 4)
+    ev = evaluate(ScriptedModel(tok, held + ret), tok, held, ret, EvalSection(mean_at_k=2), 0)
+    assert ev == {"acc": 2 / 3, "acc_by_difficulty": {"add1": 1.0, "add2": 1.0, "mul1": 0.0},
+                  "mean_at_k": 2 / 3, "retention": 0.0}
+    assert forgetting(0.75, 0.5) == 0.25
 
 
 def test_vocab_mismatch_is_a_config_error(tiny_cfg, tmp_path):
-    from paced_train.model import GPT, GPTConfig, save_model
+    from paced_train.model import GPTConfig, save_model
     from paced_train.tokenizer import CharTokenizer
 
     tok = CharTokenizer("0123456789+=")
-    save_model(tmp_path / "odd.safetensors", GPT(GPTConfig(tok.vocab_size, n_layer=1,
-                                                            n_head=1, n_embd=8)), tok, {})
+    odd = tmp_path / "odd.safetensors"
+    save_model(odd, GPT(GPTConfig(tok.vocab_size, n_layer=1, n_head=1, n_embd=8)), tok, {})
     with pytest.raises(ConfigError, match="vocabulary"):
-        train(tiny_cfg(f'models.teacher="{tmp_path / "odd.safetensors"}"'), tmp_path / "r")
+        train(tiny_cfg(f'models.teacher="{odd}"'), tmp_path / "r")
+
+
+def test_progress_bar_and_device_resolution(tiny_cfg, tmp_path, capsys):
+    train(tiny_cfg("weights.method=uniform", "run.progress=true", "budget.steps=2"),
+          tmp_path / "r")
+    err = capsys.readouterr().err
+    assert "loss" in err and "acc" in err and " p " in err
+    assert trainer.resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert trainer.resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="cuda"):
+            trainer.resolve_device("cuda")
+
+
+def test_data_order_covers_every_problem_once_per_epoch():
+    order = np.concatenate([trainer.candidates(10, 4, 0, s) for s in range(1, 6)])
+    assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
+    assert not np.array_equal(order[:10], order[10:20])  # a new permutation each epoch
+    assert np.array_equal(trainer.candidates(10, 4, 0, 3), trainer.candidates(10, 4, 0, 3))

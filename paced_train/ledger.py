@@ -1,0 +1,115 @@
+"""The compute ledger (tokens processed and estimated FLOPs, cumulative over a run) and the
+metrics.jsonl log it is written to every step.
+
+Four token counters, each the number of real (non-padding) token positions processed:
+  rollout_tokens       student generation: pass-rate refreshes and the on-policy samples of
+                       reverse KL (prompt tokens once, then every generated token; KV cache)
+  teacher_tokens       teacher forward passes: greedy reference completions (generated once
+                       per problem and cached) and the teacher logits of every training batch
+  student_fwd_tokens   student forward passes of training batches
+  student_bwd_tokens   student backward passes of training batches
+FLOPs use the standard dense-transformer estimate (Kaplan et al. 2020):
+  forward  = 2 N tokens,   backward = 4 N tokens,
+with N the NON-embedding parameter count of the model doing the work (N_student for rollouts
+and training, N_teacher for the teacher). It ignores attention's sequence-length term, which
+is small at our sequence lengths. Evaluation is measurement, not training, and is not
+charged. Ours: the accounting rule (it is what makes equal-compute comparisons fair to
+uniform weighting: PACED's rollouts are charged in full).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FIELDS = ("rollout_tokens", "teacher_tokens", "student_fwd_tokens", "student_bwd_tokens",
+          "flops")
+
+
+@dataclass
+class Ledger:
+    n_student: int   # non-embedding parameters of the student
+    n_teacher: int   # ... and of the teacher
+    rollout_tokens: int = 0
+    teacher_tokens: int = 0
+    student_fwd_tokens: int = 0
+    student_bwd_tokens: int = 0
+    flops: float = 0.0
+
+    def rollout(self, tokens: int) -> None:
+        """Student generation over `tokens` positions: 2 N_student tokens FLOPs."""
+        self.rollout_tokens += int(tokens)
+        self.flops += 2.0 * self.n_student * int(tokens)
+
+    def teacher(self, tokens: int) -> None:
+        """Teacher forward (or greedy generation) over `tokens` positions: 2 N_teacher tokens."""
+        self.teacher_tokens += int(tokens)
+        self.flops += 2.0 * self.n_teacher * int(tokens)
+
+    def student_forward(self, tokens: int) -> None:
+        """Student forward pass over `tokens` positions: 2 N_student tokens."""
+        self.student_fwd_tokens += int(tokens)
+        self.flops += 2.0 * self.n_student * int(tokens)
+
+    def student_backward(self, tokens: int) -> None:
+        """Student backward pass over `tokens` positions: 4 N_student tokens."""
+        self.student_bwd_tokens += int(tokens)
+        self.flops += 4.0 * self.n_student * int(tokens)
+
+    def student_step(self, tokens: int) -> None:
+        """A training step over `tokens` positions: forward + backward = 6 N_student tokens."""
+        self.student_forward(tokens)
+        self.student_backward(tokens)
+
+    def row(self) -> dict:
+        """The cumulative counters (what metrics.jsonl logs every step)."""
+        return {k: getattr(self, k) for k in FIELDS}
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    def load(self, state: dict) -> None:
+        for k, v in state.items():
+            if k in FIELDS:
+                setattr(self, k, v)
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per line, appended as the run goes. Non-finite floats
+    are written as null (strict JSON). On resume, rows after the checkpoint's step are cut,
+    so a resumed run's file equals an uninterrupted run's."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+
+    def start(self, rows: list[dict]) -> None:
+        """Replace the file's contents with `rows` (atomically)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(strict_json(r)) + "\n" for r in rows))
+        tmp.replace(self.path)
+
+    def append(self, rows: list[dict]) -> None:
+        with open(self.path, "a") as f:
+            f.writelines(json.dumps(strict_json(r)) + "\n" for r in rows)
+
+    def truncate(self, step: int) -> None:
+        """Keep only the rows of steps <= step (those the checkpoint at `step` has seen)."""
+        self.start([r for r in self.rows() if r["step"] <= step])
+
+
+def strict_json(x):
+    """x with NaN and infinities replaced by None, recursively (JSON has neither)."""
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [strict_json(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
