@@ -21,3 +21,23 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int,
         full[i, : len(p) + len(c)] = torch.tensor(p + c)
         mask[i, len(p) - 1 : len(p) + len(c) - 1] = 1.0
     return full[:, :-1].to(device), full[:, 1:].to(device), mask.to(device)
+
+
+def completion_index(prompts: list[list[int]], completions: list[list[int]],
+                     device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(index, mask), each (B, C) with C the longest completion: index[i, j] is the position
+    of pack()'s x whose logits predict completion token j of row i (0 past the row's end,
+    where mask is 0). With it, two packings of the same completions behind DIFFERENT prompts
+    (a teacher with privileged context) are scored token for token."""
+    C = max(len(c) for c in completions)
+    index = torch.zeros(len(prompts), C, dtype=torch.long)
+    mask = torch.zeros(len(prompts), C)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        index[i, : len(c)] = torch.arange(len(p) - 1, len(p) + len(c) - 1)
+        mask[i, : len(c)] = 1.0
+    return index.to(device), mask.to(device)
+
+
+def gather_positions(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """logits (B, T, V) at positions index (B, C) -> (B, C, V); differentiable."""
+    return logits.gather(1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))

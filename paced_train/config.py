@@ -47,7 +47,7 @@ class DataSection:
 @dataclass(frozen=True)
 class ModelsSection:
     student: str = "shipped:student"   # or a path (our .safetensors, an HF directory, a .gguf)
-    teacher: str = "shipped:teacher"
+    teacher: str = "shipped:teacher"   # same forms, or "self": a frozen copy of the initial student
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ class LossSection:
     jsd_beta: float = 0.5
     skew_alpha: float = 0.1
     akl_mu: float = 0.5
+    # Privileged teacher context (the paper's self-distillation): "answer" gives the TEACHER
+    # the prompt rewritten by privileged_template (with the reference answer) while the
+    # student sees the plain prompt; both score the same completion tokens.
+    privileged: str = "none"      # none | answer
+    privileged_template: str = "{prompt} (answer: {answer})"
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("loss", "schedule"): ("forward", "reverse", "two-stage", "akl", "jsd", "skew"),
     ("loss", "switch_unit"): ("steps", "compute"),
     ("probe", "loss"): ("forward", "reverse"),
+    ("loss", "privileged"): ("none", "answer"),
 }
 # keys that may change between a run and its --resume (they do not change what is computed)
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",
@@ -329,6 +335,15 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         bad("loss.skew_alpha", f"must be in [0, 1) (got {lo.skew_alpha})")
     if not 0.0 < lo.akl_mu <= 1.0:
         bad("loss.akl_mu", f"must be in (0, 1] (got {lo.akl_mu})")
+    if lo.privileged == "answer":
+        try:
+            text = lo.privileged_template.format(prompt="P", answer="A")
+        except (KeyError, IndexError, ValueError) as exc:
+            bad("loss.privileged_template", f"is not a valid template ({exc!r}); use the "
+                "fields {prompt} and {answer} only, e.g. '{prompt} (answer: {answer})'")
+        if "P" not in text or "A" not in text.replace("P", ""):
+            bad("loss.privileged_template", "must contain both {prompt} and {answer} (got "
+                f"{lo.privileged_template!r})")
     if cfg.probe.min_per_bin < 2:
         bad("probe.min_per_bin", f"must be >= 2 (got {cfg.probe.min_per_bin})")
 

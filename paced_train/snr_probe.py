@@ -31,10 +31,17 @@ import torch
 
 from paced_theory.errors import ConfigError
 from paced_train import losses
-from paced_train.batching import pack
 from paced_train.config import RunConfig
 from paced_train.evaluate import generate_and_verify
-from paced_train.trainer import build_problems, load_model_spec, resolve_device
+from paced_train.trainer import (
+    Run,
+    build_problems,
+    load_models,
+    resolve_device,
+    student_logits,
+    teacher_logits,
+    teacher_view,
+)
 
 
 class CountSketch:
@@ -78,20 +85,20 @@ def bin_snr(G: np.ndarray, n_boot: int = 200, rng: np.random.Generator | None = 
             "hi": float(hi), "se": float(boots.std(ddof=1)) if boots.size > 1 else np.nan}
 
 
-def per_problem_gradients(student, teacher, tok, problems, completions, params, sketch,
-                          cfg: RunConfig, kind: str, device) -> np.ndarray:
-    """One (sketched) gradient of the distillation loss per problem, shape (n, d or D)."""
+def per_problem_gradients(run: Run, problems, completions, params, sketch,
+                          kind: str) -> np.ndarray:
+    """One (sketched) gradient of the distillation loss per problem, shape (n, d or D).
+    The teacher sees its view of each problem (privileged context when configured)."""
     rows = []
-    student.train()
+    run.student.train()
     for prob, comp in zip(problems, completions):
-        x, _, mask = pack([tok.encode_prompt(prob.prompt)], [comp], tok.pad_id, device)
-        with torch.no_grad():
-            t_logits = teacher(x)
-        loss = losses.token_kl(student(x), t_logits, mask, kind,
-                               temperature=cfg.loss.temperature).sum()
+        t_logits, _ = teacher_logits(run, [prob], [comp])
+        s_logits, mask, _ = student_logits(run, [prob], [comp])
+        loss = losses.token_kl(s_logits, t_logits, mask, kind,
+                               temperature=run.cfg.loss.temperature).sum()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                          for g, p in zip(grads, params)])
+                          for g, p in zip(grads, params)]).float()
         rows.append((sketch(flat) if sketch is not None else flat).detach().cpu().numpy())
     return np.stack(rows).astype(np.float64)
 
@@ -103,9 +110,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     t0 = time.time()
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
-    student, tok = load_model_spec(cfg.models.student, device)
-    teacher, _ = load_model_spec(cfg.models.teacher, device)
-    teacher.eval().requires_grad_(False)
+    student, teacher, tok = load_models(cfg, device)
+    run = Run(cfg, device, student, teacher, tok, None, [], [], [])
     train, _, _ = build_problems(cfg)
     rng = np.random.default_rng([cfg.run.seed, 5])
     pool = [train[i] for i in rng.permutation(len(train))[: pc.n_problems]]
@@ -115,8 +121,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
                                          temperature=cfg.rollouts.temperature, generator=gen)
     c = ok.reshape(len(pool), K).sum(1)
     if pc.loss == "forward":
-        _, refs, _ = generate_and_verify(teacher, tok, pool, cfg.rollouts.max_new_tokens,
-                                         temperature=0.0)
+        _, refs, _ = generate_and_verify(teacher, tok, teacher_view(cfg, pool),
+                                         cfg.rollouts.max_new_tokens, temperature=0.0)
     else:  # reverse KL on the first of the student's own samples
         refs = [samples[i * K] for i in range(len(pool))]
     comps = [r if r else [tok.eos_id] for r in refs]
@@ -128,8 +134,7 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     D = sum(p.numel() for p in params)
     sketch = (CountSketch(D, pc.sketch_dim, pc.sketch_hashes, seed=cfg.run.seed, device=device)
               if pc.sketch_dim > 0 else None)
-    G = per_problem_gradients(student, teacher, tok, pool, comps, params, sketch, cfg, pc.loss,
-                              device)
+    G = per_problem_gradients(run, pool, comps, params, sketch, pc.loss)
     boot_rng = np.random.default_rng([cfg.run.seed, 6])
     bins = []
     for k in range(K + 1):
@@ -139,7 +144,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     write_csv(out_dir / "snr.csv", bins)
     result = {"config": {"loss": pc.loss, "K": K, "n_problems": len(pool), "params": D,
                          "param_prefix": pc.param_prefix, "sketch_dim": pc.sketch_dim,
-                         "sketch_hashes": pc.sketch_hashes, "student": cfg.models.student},
+                         "sketch_hashes": pc.sketch_hashes, "student": cfg.models.student,
+                         "teacher": cfg.models.teacher, "privileged": cfg.loss.privileged},
               "bins": bins, "pass_rate_counts": np.bincount(c, minlength=K + 1).tolist()}
     result["fit"] = fit_and_plot(out_dir, bins, pc.loss)
     result["wall_s"] = round(time.time() - t0, 1)

@@ -157,6 +157,12 @@ def target_text(problem: Problem) -> str:
     return problem.answer[::-1] if problem.skill in REVERSED else problem.answer
 
 
+def privileged_prompt(problem: Problem, template: str) -> str:
+    """The teacher's prompt in self-distillation: `template` with {prompt} and {answer} (the
+    completion the student should write, `target_text`) filled in."""
+    return template.format(prompt=problem.prompt, answer=target_text(problem))
+
+
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 

@@ -21,6 +21,8 @@ from checkpoints/last.pt ends with the same metrics and weights as an uninterrup
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import time
@@ -34,8 +36,8 @@ import torch
 from tqdm import tqdm
 
 from paced_theory.errors import ConfigError, InputError, PacedError
-from paced_train import losses
-from paced_train.batching import pack
+from paced_train import losses, tasks
+from paced_train.batching import completion_index, gather_positions, pack
 from paced_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from paced_train.config import RESUMABLE, RunConfig, changed_keys, config_to_toml, from_dict
 from paced_train.evaluate import evaluate, forgetting, generate_and_verify
@@ -73,6 +75,59 @@ def load_model_spec(spec: str, device):
     our .safetensors files, or a local Hugging Face directory / .gguf (paced_train.hf)."""
     model, tok, _ = load_any(spec, device)
     return model, tok
+
+
+def load_models(cfg: RunConfig, device) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """(student in train mode, frozen teacher, tokenizer). models.teacher = "self" is a frozen
+    copy of the initial student (self-distillation; pair it with loss.privileged = "answer")."""
+    student, tok = load_model_spec(cfg.models.student, device)
+    if cfg.models.teacher.strip().lower() == "self":
+        teacher = copy.deepcopy(student)
+    else:
+        teacher, t_tok = load_model_spec(cfg.models.teacher, device)
+        check_same_vocab(t_tok, tok)  # a token-level KL needs one vocabulary
+    teacher.eval().requires_grad_(False)
+    student.train()
+    return student, teacher, tok
+
+
+def teacher_view(cfg: RunConfig, problems: list[Problem]) -> list[Problem]:
+    """The problems as the teacher sees them: with loss.privileged = "answer" the prompt is
+    privileged_template filled with the problem and its reference answer, else unchanged."""
+    if cfg.loss.privileged == "none":
+        return problems
+    tmpl = cfg.loss.privileged_template
+    return [dataclasses.replace(p, prompt=tasks.privileged_prompt(p, tmpl)) for p in problems]
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def teacher_logits(run: Run, batch: list[Problem], completions: list[list[int]]):
+    """(logits, tokens): the frozen teacher on its view of the batch followed by the
+    completions. With privileged context the logits are gathered at the completion tokens
+    (B, C, V), which is how student_logits aligns too; else they cover the packed sequence."""
+    prompts = [run.tok.encode_prompt(p.prompt) for p in teacher_view(run.cfg, batch)]
+    x, _, _ = pack(prompts, completions, run.tok.pad_id, run.device)
+    with torch.no_grad(), _autocast(run.device):
+        logits = run.teacher(x)
+    if run.cfg.loss.privileged != "none":
+        logits = gather_positions(logits, completion_index(prompts, completions, run.device)[0])
+    return logits, sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
+
+
+def student_logits(run: Run, batch: list[Problem], completions: list[list[int]]):
+    """(logits, mask, tokens): the student (its DDP wrapper when distributed) on the plain
+    prompts followed by the completions, aligned as teacher_logits is."""
+    prompts = [run.tok.encode_prompt(p.prompt) for p in batch]
+    x, _, mask = pack(prompts, completions, run.tok.pad_id, run.device)
+    with _autocast(run.device):
+        logits = (run.student_fwd or run.student)(x)
+    if run.cfg.loss.privileged != "none":
+        index, mask = completion_index(prompts, completions, run.device)
+        logits = gather_positions(logits, index)
+    return logits, mask, sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
 
 
 def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[Problem]]:
@@ -116,6 +171,7 @@ class Run:
     train_set: list[Problem]
     heldout: list[Problem]
     retention: list[Problem]
+    student_fwd: torch.nn.Module | None = None   # the DDP wrapper of student when distributed
 
 
 @dataclass
@@ -142,11 +198,7 @@ class State:
 
 def setup(cfg: RunConfig) -> tuple[Run, State]:
     device = resolve_device(cfg.run.device)
-    student, tok = load_model_spec(cfg.models.student, device)
-    teacher, t_tok = load_model_spec(cfg.models.teacher, device)
-    check_same_vocab(t_tok, tok)  # a token-level KL needs one vocabulary
-    teacher.eval().requires_grad_(False)
-    student.train()
+    student, teacher, tok = load_models(cfg, device)
     train_set, heldout, retention = build_problems(cfg)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
@@ -253,7 +305,8 @@ def teacher_references(run: Run, st: State, batch: list[Problem]) -> list[list[i
     todo = [p for p in batch if p.id not in st.references]
     if todo:
         with timed(st, "teacher", run.device):
-            ok, comps, tokens = generate_and_verify(run.teacher, run.tok, todo,
+            ok, comps, tokens = generate_and_verify(run.teacher, run.tok,
+                                                    teacher_view(run.cfg, todo),
                                                     run.cfg.rollouts.max_new_tokens,
                                                     temperature=0.0)
         st.ledger.teacher(tokens)
@@ -278,16 +331,11 @@ def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray)
         completions = [c or [tok.eos_id] for c in comps]
     else:
         completions = teacher_references(run, st, batch)
-    prompts = [tok.encode_prompt(p.prompt) for p in batch]
-    x, _, mask = pack(prompts, completions, tok.pad_id, device)
-    n_tokens = sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with timed(st, "teacher", device), torch.no_grad(), autocast:
-        t_logits = run.teacher(x)
-    st.ledger.teacher(n_tokens)
+    with timed(st, "teacher", device):
+        t_logits, n_teacher = teacher_logits(run, batch, completions)
+    st.ledger.teacher(n_teacher)
     with timed(st, "student", device), seeded_global_rng(cfg.run.seed, st.step, device):
-        with autocast:
-            s_logits = run.student(x)
+        s_logits, mask, n_tokens = student_logits(run, batch, completions)
         per_seq = divergence(kind, s_logits, t_logits, mask, cfg)
         w = torch.as_tensor(weights, dtype=torch.float32, device=device)
         loss = losses.weighted_loss(per_seq, w, normaliser(weights, cfg.weights.normalise,

@@ -50,13 +50,12 @@ def test_sketch_preserves_snr_of_exact_gradients(tiny_models):
     D = sum(p.numel() for p in params)
 
     from paced_train.config import RunConfig
+    from paced_train.trainer import Run
 
-    cfg = RunConfig()
-    exact = per_problem_gradients(student, teacher, tok, probs, comps, params, None, cfg,
-                                  "forward", "cpu")
+    run = Run(RunConfig(), torch.device("cpu"), student, teacher, tok, None, [], [], [])
+    exact = per_problem_gradients(run, probs, comps, params, None, "forward")
     sk = CountSketch(D, 4096, hashes=4, seed=1)
-    sketched = per_problem_gradients(student, teacher, tok, probs, comps, params, sk, cfg,
-                                     "forward", "cpu")
+    sketched = per_problem_gradients(run, probs, comps, params, sk, "forward")
     a, b = bin_snr(exact, 0), bin_snr(sketched, 0)
     assert a["snr"] > 0
     assert abs(b["snr"] - a["snr"]) < 0.10 * a["snr"]
