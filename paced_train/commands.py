@@ -16,6 +16,8 @@ def _cmd_train(args) -> int:
     cfg = load_config(args.config, overrides)
     out = Path(args.out or f"runs/{cfg.run.name}")
     summary = train(cfg, out, resume=args.resume)
+    if "rank" in summary:  # a torchrun rank other than 0: rank 0 reports and writes
+        return 0
     print(json.dumps({k: summary[k] for k in ("steps", "acc", "mean_at_k", "retention",
                                               "forgetting", "flops", "wall_s",
                                               "rollout_share")}, indent=2))

@@ -57,6 +57,7 @@ class RolloutsSection:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8
+    chunk: int = 64               # problems per seeded generation chunk (the unit ranks share)
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         if value not in allowed:
             bad(f"{section}.{key}", f"= {value!r}; choose one of {', '.join(allowed)}")
     at_least_one = ["rollouts.K", "rollouts.refresh_every", "rollouts.max_new_tokens",
+                    "rollouts.chunk",
                     "optim.batch_size", "budget.steps", "eval.every", "eval.mean_at_k",
                     "eval.max_new_tokens", "run.log_every", "run.ckpt_every",
                     "data.n_train_per_cell", "data.n_eval_per_cell", "data.n_retention",

@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from paced_theory.errors import ConfigError, InputError, PacedError
-from paced_train import losses, tasks
+from paced_train import distributed, losses, tasks
 from paced_train.batching import completion_index, gather_positions, pack
 from paced_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from paced_train.config import RESUMABLE, RunConfig, changed_keys, config_to_toml, from_dict
@@ -61,7 +61,7 @@ STREAMS = {"data": 1, "refresh": 2, "onpolicy": 3, "eval": 4, "dropout": 5}
 
 
 # ----------------------------------------------------------------------------- setup
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:  # single-process callers (snr-probe)
     """run.device: auto (CUDA when available, else CPU), cpu, or cuda."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -142,14 +142,15 @@ def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[P
     return train, heldout, retention_suite(cfg.run.seed, d.n_retention)
 
 
-def seed_for(seed: int, step: int, stream: str) -> int:
-    """A 63-bit seed for one random stream at one step (independent across both)."""
-    ss = np.random.SeedSequence([seed, step, STREAMS[stream]])
+def seed_for(seed: int, step: int, stream: str, *more: int) -> int:
+    """A 63-bit seed for one random stream at one step (independent across all arguments;
+    `more` names a sub-stream: a refresh chunk, a rank)."""
+    ss = np.random.SeedSequence([seed, step, STREAMS[stream], *more])
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def torch_gen(seed: int, step: int, stream: str) -> torch.Generator:
-    return torch.Generator().manual_seed(seed_for(seed, step, stream))
+def torch_gen(seed: int, step: int, stream: str, *more: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed_for(seed, step, stream, *more))
 
 
 def n_params(model) -> int:
@@ -172,6 +173,7 @@ class Run:
     heldout: list[Problem]
     retention: list[Problem]
     student_fwd: torch.nn.Module | None = None   # the DDP wrapper of student when distributed
+    dist: distributed.Dist = field(default_factory=distributed.Dist)
 
 
 @dataclass
@@ -197,12 +199,13 @@ class State:
 
 
 def setup(cfg: RunConfig) -> tuple[Run, State]:
-    device = resolve_device(cfg.run.device)
+    d, device = distributed.init(cfg.run.device)
     student, teacher, tok = load_models(cfg, device)
     train_set, heldout, retention = build_problems(cfg)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
-    run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention)
+    run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
+              distributed.wrap(student, d, device), d)
     st = State(step=0, table=PassRateTable([p.id for p in train_set]),
                ledger=Ledger(n_params(student), n_params(teacher)))
     return run, st
@@ -262,16 +265,24 @@ def candidates(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 def refresh_pass_rates(run: Run, st: State) -> None:
-    """K fresh rollouts of every training problem replace the table's counts."""
-    cfg, K = run.cfg, run.cfg.rollouts.K
+    """K fresh rollouts of every training problem replace the table's counts. The pool is
+    rolled out in fixed chunks, each from its own seeded stream, so the result does not
+    depend on how many ranks share the chunks (distributed.py)."""
+    cfg, K, d = run.cfg, run.cfg.rollouts.K, run.dist
+    mine = {}
     with timed(st, "rollout", run.device):
-        ok, _, tokens = generate_and_verify(run.student, run.tok, run.train_set,
-                                            cfg.rollouts.max_new_tokens, k=K,
-                                            temperature=cfg.rollouts.temperature,
-                                            top_p=cfg.rollouts.top_p,
-                                            generator=torch_gen(cfg.run.seed, st.step, "refresh"))
-    st.ledger.rollout(tokens)
-    st.table.refresh([p.id for p in run.train_set], ok.reshape(-1, K).sum(1), K, st.step)
+        for c, rows in enumerate(distributed.chunks(len(run.train_set), cfg.rollouts.chunk)):
+            if c % d.world != d.rank:
+                continue
+            ok, _, tokens = generate_and_verify(
+                run.student, run.tok, [run.train_set[i] for i in rows],
+                cfg.rollouts.max_new_tokens, k=K, temperature=cfg.rollouts.temperature,
+                top_p=cfg.rollouts.top_p, generator=torch_gen(cfg.run.seed, st.step, "refresh", c))
+            st.ledger.rollout(tokens)
+            mine[c] = ok.reshape(-1, K).sum(1)
+    counts = {c: v for part in distributed.gather_objects(d, mine) for c, v in part.items()}
+    st.table.refresh([p.id for p in run.train_set],
+                     np.concatenate([counts[c] for c in sorted(counts)]), K, st.step)
 
 
 def loss_kind(cfg: RunConfig, st: State) -> str:
@@ -316,21 +327,30 @@ def teacher_references(run: Run, st: State, batch: list[Problem]) -> list[list[i
     return [st.references[p.id] for p in batch]
 
 
-def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray) -> dict:
-    """One optimizer step on the kept problems `batch` (all weights > 0)."""
-    cfg, tok, device = run.cfg, run.tok, run.device
+def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray,
+                 norm: float) -> dict:
+    """One optimizer step on this rank's kept problems `batch` (all weights > 0; possibly
+    none on some ranks when distributed) with the GLOBAL normaliser `norm`."""
+    cfg, tok, device, d = run.cfg, run.tok, run.device, run.dist
     kind = loss_kind(cfg, st)
     if kind == "reverse":  # on-policy: one student sample per problem, also a rollout
-        with timed(st, "rollout", device):
-            ok, comps, tokens = generate_and_verify(
-                run.student, tok, batch, cfg.rollouts.max_new_tokens,
-                temperature=cfg.rollouts.temperature, top_p=cfg.rollouts.top_p,
-                generator=torch_gen(cfg.run.seed, st.step, "onpolicy"))
-        st.ledger.rollout(tokens)
-        st.table.add([p.id for p in batch], ok, st.step)
+        ok, comps = np.zeros(0, dtype=bool), []
+        if batch:
+            with timed(st, "rollout", device):
+                ok, comps, tokens = generate_and_verify(
+                    run.student, tok, batch, cfg.rollouts.max_new_tokens,
+                    temperature=cfg.rollouts.temperature, top_p=cfg.rollouts.top_p,
+                    generator=torch_gen(cfg.run.seed, st.step, "onpolicy",
+                                        *((d.rank,) if d.world > 1 else ())))
+            st.ledger.rollout(tokens)
+        for ids, oks in distributed.gather_objects(d, ([p.id for p in batch], ok)):
+            if ids:
+                st.table.add(ids, oks, st.step)
         completions = [c or [tok.eos_id] for c in comps]
     else:
         completions = teacher_references(run, st, batch)
+    if not batch:
+        return _idle_step(run, st)
     with timed(st, "teacher", device):
         t_logits, n_teacher = teacher_logits(run, batch, completions)
     st.ledger.teacher(n_teacher)
@@ -338,9 +358,12 @@ def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray)
         s_logits, mask, n_tokens = student_logits(run, batch, completions)
         per_seq = divergence(kind, s_logits, t_logits, mask, cfg)
         w = torch.as_tensor(weights, dtype=torch.float32, device=device)
-        loss = losses.weighted_loss(per_seq, w, normaliser(weights, cfg.weights.normalise,
-                                                           cfg.optim.batch_size))
-        _check_finite(loss, "loss", st.step)  # before backward: the weights stay good
+        # W * (this rank's share): DDP averages gradients over the W ranks
+        loss = losses.weighted_loss(per_seq, w, norm) * d.world
+        total = float(distributed.all_sum(d, [loss.item()], device)[0]) / d.world
+        # checked on the global value (before backward: the weights stay good) so that all
+        # ranks stop together
+        _check_finite(torch.tensor(total), "loss", st.step)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
@@ -348,8 +371,23 @@ def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray)
         _check_finite(grad_norm, "gradient norm", st.step)
         run.opt.step()
     st.ledger.student_step(n_tokens)
-    return {"loss": loss.item(), "loss_kind": kind, "grad_norm": grad_norm.item(),
-            "w_mean": float(np.mean(weights))}
+    return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm.item()}
+
+
+def _idle_step(run: Run, st: State) -> dict:
+    """A rank with no kept problem this step while others have some (distributed only): it
+    joins the gradient all-reduce with zero gradients and takes the same optimizer step."""
+    x = torch.full((1, 1), run.tok.pad_id, dtype=torch.long, device=run.device)
+    loss = run.student_fwd(x).float().sum() * 0.0
+    total = float(distributed.all_sum(run.dist, [0.0], run.device)[0]) / run.dist.world
+    _check_finite(torch.tensor(total), "loss", st.step)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip = run.cfg.optim.grad_clip if run.cfg.optim.grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), clip)
+    _check_finite(grad_norm, "gradient norm", st.step)
+    run.opt.step()
+    return {"loss": total, "loss_kind": loss_kind(run.cfg, st), "grad_norm": grad_norm.item()}
 
 
 def _check_finite(x: torch.Tensor, what: str, step: int) -> None:
@@ -369,15 +407,19 @@ def lr_at(step: int, cfg: RunConfig) -> float:
 # ------------------------------------------------------------------------------- run
 def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
     """Distil cfg.models.teacher into cfg.models.student; returns the summary (also written
-    to out_dir/summary.json). See the module docstring and CONTRACT.md for the outputs."""
+    to out_dir/summary.json; metrics.jsonl and checkpoints/last.pt beside it). Under torchrun
+    the ranks share the work (distributed.py) and rank 0 alone writes; the other ranks
+    return {"rank": r}."""
     out_dir, t_start = Path(out_dir), time.perf_counter()
     ckpt, metrics = out_dir / "checkpoints" / "last.pt", MetricsLog(out_dir / "metrics.jsonl")
     run, st = setup(cfg)
+    d, main = run.dist, run.dist.is_main
     if resume:
         resume_state(run, st, ckpt)
-        metrics.truncate(st.step)
+        if main:
+            metrics.truncate(st.step)
     wall0 = st.wall - t_start  # st.wall = wall0 + now: the run's wall time, across resumes
-    if not resume:
+    if not resume and main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.toml").write_text(config_to_toml(cfg))
         st.last_eval = _eval(run, st)
@@ -385,12 +427,13 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
         st.wall = wall0 + time.perf_counter()
         metrics.start([_eval_row(st, st.last_eval)])
 
-    def done() -> bool:
+    def done() -> bool:  # the ledger is global, so every rank agrees
         return st.step >= cfg.budget.steps or 0 < cfg.budget.flops <= st.ledger.flops
 
-    bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not cfg.run.progress,
+    bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not (cfg.run.progress and main),
                desc=cfg.run.name, dynamic_ncols=True)
     while not done():
+        before = st.ledger.row()
         # PACED's overhead: K rollouts per problem per refresh. Uniform weighting never
         # reads pass rates, so it pays for none (equal-compute comparisons charge them).
         if st.step % cfg.rollouts.refresh_every == 0 and cfg.weights.method != "uniform":
@@ -403,29 +446,59 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
         w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
         keep = w > 0  # dropped problems never reach a teacher or student forward pass
         row = {"kind": "step", "step": st.step, "n_kept": int(keep.sum()),
-               "n_dropped": int((~keep).sum()), "loss": None, "loss_kind": loss_kind(cfg, st)}
+               "n_dropped": int((~keep).sum()), "loss": None, "loss_kind": loss_kind(cfg, st),
+               "w_mean": float(w[keep].mean()) if keep.any() else None}
         if keep.any():
-            row.update(distill_step(run, st, [p for p, k in zip(cand, keep) if k], w[keep]))
+            norm = normaliser(w[keep], cfg.weights.normalise, cfg.optim.batch_size)
+            mine = [i for i in range(d.rank, len(cand), d.world) if keep[i]]  # this rank's shard
+            row.update(distill_step(run, st, [cand[i] for i in mine], w[mine], norm))
+        _sync_ledger(run, st, before)
         st.wall = wall0 + time.perf_counter()
         row.update(st.ledger.row(), lr=lr_at(st.step, cfg), wall_s=round(st.wall, 3))
         rows = [row]
-        if st.step % cfg.eval.every == 0 or done():
+        if main and (st.step % cfg.eval.every == 0 or done()):
             st.last_eval = _eval(run, st)
             rows.append(_eval_row(st, st.last_eval))
-        metrics.append(rows)
         if st.step % cfg.run.ckpt_every == 0 or done():
-            st.wall = wall0 + time.perf_counter()
-            save_checkpoint(ckpt, model=run.student, optimizer=run.opt, step=st.step,
-                            rng_state=capture_rng({}), extra=st.extra(cfg))
+            _gather_references(run, st)  # a collective: every rank takes part
+        if main:
+            metrics.append(rows)
+            if st.step % cfg.run.ckpt_every == 0 or done():
+                st.wall = wall0 + time.perf_counter()
+                save_checkpoint(ckpt, model=run.student, optimizer=run.opt, step=st.step,
+                                rng_state=capture_rng({}), extra=st.extra(cfg))
         bar.update(1)
-        if st.step % cfg.run.log_every == 0 or done():
+        if main and (st.step % cfg.run.log_every == 0 or done()):
             bar.set_postfix_str(f"loss {_fmt(row['loss'])} acc {_fmt(st.last_eval['acc'])} "
                                 f"kept {row['n_kept']}/{len(cand)} p {st.table.histogram()}")
     bar.close()
+    if not main:
+        return {"rank": d.rank}
     st.wall = wall0 + time.perf_counter()
     summary = _summary(run, st)
     (out_dir / "summary.json").write_text(json.dumps(strict_json(summary), indent=2))
     return summary
+
+
+def _sync_ledger(run: Run, st: State, before: dict) -> None:
+    """Make the ledger global: add the other ranks' work of this step (no-op on one rank)."""
+    if run.dist.world == 1:
+        return
+    keys = list(before)
+    delta = [float(getattr(st.ledger, k)) - float(before[k]) for k in keys]
+    total = distributed.all_sum(run.dist, delta, run.device)
+    for k, v in zip(keys, total):
+        value = before[k] + v
+        setattr(st.ledger, k, int(round(value)) if k.endswith("_tokens") else float(value))
+
+
+def _gather_references(run: Run, st: State) -> None:
+    """Teacher references are cached per rank; merge them so checkpoints hold all of them."""
+    if run.dist.world == 1:
+        return
+    for refs, oks in distributed.gather_objects(run.dist, (st.references, st.reference_ok)):
+        st.references.update(refs)
+        st.reference_ok.update(oks)
 
 
 # ------------------------------------------------------------------------ bookkeeping

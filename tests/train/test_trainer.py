@@ -137,10 +137,10 @@ def test_zero_weight_problems_never_reach_a_forward_pass(tiny_cfg, tmp_path, mon
             calls.append((who, idx.shape[0]))
         return real_forward(self, idx, attn_mask, pos, caches)
 
-    def step(run, st, batch, w):
-        assert (w > 0).all()
+    def step(run, st, batch, w, norm):
+        assert (w > 0).all() and norm > 0
         kept.append([p.id for p in batch])
-        return real_step(run, st, batch, w)
+        return real_step(run, st, batch, w, norm)
 
     monkeypatch.setattr(GPT, "forward", forward)
     monkeypatch.setattr(trainer, "distill_step", step)

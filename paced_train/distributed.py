@@ -1,0 +1,103 @@
+"""Data parallelism under `torchrun` (PyTorch DDP: NCCL on GPUs, gloo on CPU).
+
+    torchrun --nproc_per_node 2 -m paced_train.cli train configs/demo.toml run.device=cpu
+
+How the loop divides the work (trainer.py), with W processes (ranks):
+  - pass-rate refresh: the pool is cut into fixed chunks of rollouts.chunk problems, each
+    sampled with its own seeded generator; rank r rolls out chunks r, r+W, ...; the success
+    counts are all-gathered, so every rank holds the same pass-rate table;
+  - each step's B candidates are the same on every rank (a seeded order); every rank computes
+    all B weights from its copy of the table, so the normaliser (e.g. sum of kept weights) is
+    GLOBAL, then takes the shard candidates[r::W] and runs teacher and student only on its
+    kept problems; its loss is W * sum_shard w_i L_i / normaliser, and DDP's gradient mean
+    over ranks makes the update that of the single-process loss sum_all w_i L_i / normaliser;
+  - on-policy samples (reverse KL) are drawn per rank from a rank-seeded stream and their
+    verdicts all-gathered into every rank's table;
+  - the compute ledger is summed over ranks every step, so budgets stop all ranks together;
+  - rank 0 alone evaluates and writes (config.toml, metrics.jsonl, checkpoints, summary).
+With one process none of this costs anything. Forward-KL runs (greedy teacher references)
+equal the single-process run on the same global batch (tests/train/test_distributed.py);
+reverse-KL runs differ only through the on-policy samples' random streams.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from paced_theory.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init(device_name: str) -> tuple[Dist, torch.device]:
+    """(Dist, device) from torchrun's environment; a single process when WORLD_SIZE is unset
+    or 1. Under torchrun each rank uses cuda:LOCAL_RANK (NCCL) or the CPU (gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("run.device = cuda, but torch sees no CUDA device; use cpu or auto")
+    if use_cuda:
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA "
+                              "devices; start torchrun with --nproc_per_node <= that")
+        torch.cuda.set_device(local)
+    device = torch.device(f"cuda:{local}" if use_cuda and world > 1 else
+                          ("cuda" if use_cuda else "cpu"))
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local), device
+
+
+def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module | None:
+    """The DDP wrapper used for the training forward pass (None in a single process)."""
+    if d.world == 1:
+        return None
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def gather_objects(d: Dist, obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if d.world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_sum(d: Dist, values, device: torch.device) -> np.ndarray:
+    """Elementwise sum over ranks of a float64 vector (identity in a single process)."""
+    x = np.asarray(values, dtype=np.float64)
+    if d.world == 1:
+        return x
+    import torch.distributed as dist
+
+    t = torch.as_tensor(x, device=device)
+    dist.all_reduce(t)
+    return t.cpu().numpy()
+
+
+def chunks(n: int, size: int) -> list[range]:
+    """The pool's refresh chunks: fixed ranges of `size` (rollouts.chunk) problem indices."""
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
