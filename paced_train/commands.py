@@ -67,9 +67,13 @@ def _cmd_snr_probe(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
+    import torch
+
     from paced_train.pretrain import pretrain
 
-    meta = pretrain(args.role, args.out, seed=args.seed, steps=args.steps)
+    device = args.device if args.device != "auto" else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    meta = pretrain(args.role, args.out, seed=args.seed, steps=args.steps, device=device)
     print(json.dumps(meta["accuracy"], indent=2))
     return 0
 
@@ -121,9 +125,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out")
     p.set_defaults(func=_cmd_snr_probe)
 
-    p = sub.add_parser("pretrain", help="rebuild the shipped teacher or student")
-    p.add_argument("role", choices=["teacher", "student"])
-    p.add_argument("--out", help="output .safetensors (default: the shipped asset)")
+    p = sub.add_parser("pretrain", help="rebuild the shipped teacher or student, or train the "
+                       "large GPU pair from scratch")
+    p.add_argument("role", choices=["teacher", "student", "teacher-large", "student-large"],
+                   help="a recipe of paced_train/pretrain.py")
+    p.add_argument("--out", help="output .safetensors (default: the shipped asset; required "
+                   "for the -large recipes)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(func=_cmd_pretrain)

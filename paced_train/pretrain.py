@@ -59,6 +59,13 @@ _STUDENT_MIX = {"add:1": 1.0, "add:2": 1.0, "add:3": 0.3, "add:4": 0.05,
 RECIPES: dict[str, Recipe] = {
     "teacher": Recipe(n_layer=4, n_head=4, n_embd=96, steps=6000, mixture=_TEACHER_MIX),
     "student": Recipe(n_layer=2, n_head=2, n_embd=64, steps=2500, mixture=_STUDENT_MIX),
+    # GPU validation (configs/large.toml, bench/gpu_validation.py): tens of millions of
+    # parameters, trained from scratch on one GPU in bf16. Not tuned on a GPU yet: the
+    # student's step count is a guess at the frontier regime (see bench/README.md).
+    "teacher-large": Recipe(n_layer=8, n_head=8, n_embd=512, steps=4000, batch_size=256,
+                            lr=1e-3, mixture=_TEACHER_MIX),
+    "student-large": Recipe(n_layer=6, n_head=6, n_embd=384, steps=600, batch_size=256,
+                            lr=1e-3, mixture=_STUDENT_MIX),
 }
 
 
@@ -107,9 +114,11 @@ def accuracy_table(model, tok, seed: int = 0, n: int = 64, K: int = 8,
 
 
 def train_recipe(recipe: Recipe, seed: int = 0, steps: int | None = None, progress: bool = True,
-                 tag: str = "") -> tuple[GPT, list[float]]:
+                 tag: str = "", device="cpu") -> tuple[GPT, list[float]]:
     """Train a fresh GPT on the recipe's mixture; returns (model, per-step losses).
-    Loss = mean over completion tokens (answer + <eos>) of -log q(token | prefix)."""
+    Loss = mean over completion tokens (answer + <eos>) of -log q(token | prefix).
+    On CUDA the forward pass runs under bf16 autocast (float32 master weights)."""
+    device = torch.device(device)
     steps = recipe.steps if steps is None else int(steps)
     if steps < 1:
         raise InputError(f"pretrain: steps must be >= 1 (got {steps})")
@@ -117,7 +126,7 @@ def train_recipe(recipe: Recipe, seed: int = 0, steps: int | None = None, progre
     rng = np.random.default_rng([seed, 17])
     tok = default_tokenizer()
     model = GPT(GPTConfig(tok.vocab_size, block_size=recipe.block_size, n_layer=recipe.n_layer,
-                          n_head=recipe.n_head, n_embd=recipe.n_embd))
+                          n_head=recipe.n_head, n_embd=recipe.n_embd)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98),
                             weight_decay=recipe.weight_decay)
     cells, probs = _cells(recipe)
@@ -131,9 +140,11 @@ def train_recipe(recipe: Recipe, seed: int = 0, steps: int | None = None, progre
         batch = [make_problem(*cells[i], rng) for i in rng.choice(len(cells), recipe.batch_size,
                                                                   p=probs)]
         x, y, mask = pack([tok.encode_prompt(p.prompt) for p in batch],
-                          [tok.encode(target_text(p)) + [tok.eos_id] for p in batch], tok.pad_id)
-        logits = model(x)
-        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+                          [tok.encode(target_text(p)) + [tok.eos_id] for p in batch], tok.pad_id,
+                          device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         loss = (ce * mask.flatten()).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -147,7 +158,7 @@ def train_recipe(recipe: Recipe, seed: int = 0, steps: int | None = None, progre
 
 
 def pretrain(role: str, out_path=None, seed: int = 0, steps: int | None = None,
-             progress: bool = True, recipe: Recipe | None = None) -> dict:
+             progress: bool = True, recipe: Recipe | None = None, device="cpu") -> dict:
     """Train the `role` recipe ("teacher" or "student") with `seed`, save it to out_path
     (default: the shipped asset, shipped_path(role)) and return the file's meta: role, seed,
     steps, recipe, n_params, wall_s (training), first_loss/final_loss (mean of the first/last
@@ -155,18 +166,22 @@ def pretrain(role: str, out_path=None, seed: int = 0, steps: int | None = None,
     is stored in the safetensors metadata. `recipe` replaces RECIPES[role] (used by tests)."""
     if recipe is None:
         if role not in RECIPES:
-            raise InputError(f"pretrain: unknown role {role!r}; use teacher or student")
+            raise InputError(f"pretrain: unknown recipe {role!r}; use one of "
+                             f"{', '.join(RECIPES)}")
         recipe = RECIPES[role]
+    if out_path is None and role not in ("teacher", "student"):
+        raise InputError(f"pretrain {role}: give --out (only teacher and student have a "
+                         "shipped file to replace)")
     out_path = Path(out_path) if out_path is not None else shipped_path(role)
     t0 = time.time()
-    model, losses = train_recipe(recipe, seed, steps, progress, tag=role)
+    model, losses = train_recipe(recipe, seed, steps, progress, tag=role, device=device)
     wall = time.time() - t0
     tok = default_tokenizer()
     meta = {"role": role, "seed": seed, "steps": len(losses), "recipe": asdict(recipe),
             "n_params": model.num_params(non_embedding=False), "wall_s": round(wall, 1),
             "first_loss": float(np.mean(losses[:50])), "final_loss": float(np.mean(losses[-50:]))}
     save_model(out_path, model, tok, meta)
-    shipped, tok, _ = load_model(out_path)  # measure what ships: fp16 weights, reloaded
+    shipped, tok, _ = load_model(out_path, device)  # measure what ships: fp16, reloaded
     meta["accuracy"] = accuracy_table(shipped, tok, seed=0)
     meta["eval_s"] = round(time.time() - t0 - wall, 1)
     save_model(out_path, shipped, tok, meta)  # fp16 -> fp32 -> fp16 is exact: same weights
