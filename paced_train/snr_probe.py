@@ -62,7 +62,13 @@ class CountSketch:
 
 
 def bin_snr(G: np.ndarray, n_boot: int = 200, rng: np.random.Generator | None = None) -> dict:
-    """Unbiased signal/noise/SNR of the rows of G (n, d) and bootstrap intervals."""
+    """Unbiased signal/noise/SNR of the rows of G (n, d) and 95 % bootstrap intervals.
+
+    The interval is a bias-corrected bootstrap: on a resample, the estimator's expectation is
+    the PLUG-IN ||g_bar||^2, higher than our unbiased signal by noise / n, so plain
+    percentiles sit above the estimate (they covered a true SNR ~ 0.001 in < 30 % of cases in
+    tests/train/test_snr_probe.py's simulation). The unclipped replicates are shifted by
+    their mean's excess over the estimate before taking percentiles; then clipped at 0."""
     n = G.shape[0]
     if n < 2:
         return {"n": n, "signal": np.nan, "noise": np.nan, "snr": np.nan, "lo": np.nan,
@@ -72,17 +78,20 @@ def bin_snr(G: np.ndarray, n_boot: int = 200, rng: np.random.Generator | None = 
         noise = float(X.var(axis=0, ddof=1).sum())
         mean = X.mean(axis=0)
         signal = float(mean @ mean) - noise / X.shape[0]
-        return signal, noise, max(signal, 0.0) / noise if noise > 0 else np.nan
+        return signal, noise, signal / noise if noise > 0 else np.nan  # unclipped ratio
 
-    signal, noise, snr = stats(G)
-    boots = []
+    signal, noise, raw = stats(G)
     rng = rng or np.random.default_rng(0)
-    for _ in range(n_boot):
-        boots.append(stats(G[rng.integers(0, n, n)])[2])
-    boots = np.array([b for b in boots if np.isfinite(b)])
-    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots.size else (np.nan, np.nan))
-    return {"n": n, "signal": signal, "noise": noise, "snr": snr, "lo": float(lo),
-            "hi": float(hi), "se": float(boots.std(ddof=1)) if boots.size > 1 else np.nan}
+    boots = np.array([stats(G[rng.integers(0, n, n)])[2] for _ in range(n_boot)])
+    boots = boots[np.isfinite(boots)]
+    if boots.size and np.isfinite(raw):
+        shifted = boots - (boots.mean() - raw)
+        lo, hi = (max(float(q), 0.0) for q in np.percentile(shifted, [2.5, 97.5]))
+    else:
+        lo = hi = np.nan
+    return {"n": n, "signal": signal, "noise": noise,
+            "snr": max(raw, 0.0) if np.isfinite(raw) else np.nan, "lo": lo, "hi": hi,
+            "se": float(boots.std(ddof=1)) if boots.size > 1 else np.nan}
 
 
 def per_problem_gradients(run: Run, problems, completions, params, sketch,

@@ -4,6 +4,7 @@ exact gradients within a stated tolerance, and the command end to end."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from paced_train.snr_probe import CountSketch, bin_snr, per_problem_gradients
@@ -25,6 +26,20 @@ def test_bin_estimators_are_unbiased():
     # the naive ||mean||^2 is biased upward by tr Cov / n: the test would catch its use
     naive = sig + noi / 6
     assert naive.mean() - mu @ mu > 10 * sig.std() / np.sqrt(len(sig))
+
+
+@pytest.mark.parametrize("n,scale", [(8, 0.3), (30, 0.1), (12, 1.5)])
+def test_bin_intervals_cover_the_true_snr(n, scale):
+    """Plain percentile intervals sat above the unbiased estimate and covered a small true
+    SNR in 7-27 % of bins; the bias-corrected ones must cover it at about the nominal 95 %
+    (measured: 99-100 %, i.e. conservative)."""
+    rng = np.random.default_rng(n)
+    d = 40
+    mu = np.full(d, scale / np.sqrt(d))
+    true = mu @ mu / d
+    hits = [bin_snr(mu + rng.normal(size=(n, d)), 100, rng) for _ in range(120)]
+    coverage = np.mean([h["lo"] <= true <= h["hi"] for h in hits])
+    assert coverage >= 0.9, coverage
 
 
 def test_countsketch_is_unbiased_for_inner_products():
