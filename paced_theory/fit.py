@@ -21,6 +21,8 @@ Families and how each is fitted (each kernel is the function of the same name in
 paced_theory.kernels; a free log-scale c is always profiled out since eta ignores scale):
   beta_ls       log rho = alpha log p + beta log(1-p) + c, weighted least squares with
                 alpha, beta >= 0 (scipy lsq_linear, bounded-variable LS).
+  beta_eff      alpha, beta in [0, 20] maximising the achieved efficiency eta itself (grid,
+                then bounded L-BFGS); uses every point, the ends and snr = 0 included.
   beta_linf     the Chebyshev (L-infinity) fit of log rho by {log p, log(1-p), 1}:
                 minimise t s.t. |log rho_i - alpha log p_i - beta log(1-p_i) - c| <= t,
                 alpha, beta >= 0: a linear program (scipy linprog, HiGHS). Since
@@ -62,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linprog, lsq_linear, minimize_scalar
+from scipy.optimize import linprog, lsq_linear, minimize, minimize_scalar
 
 from paced_theory.efficiency import PassRateMeasure, efficiency
 from paced_theory.errors import InputError
@@ -76,16 +78,20 @@ from paced_theory.kernels import (
 )
 from paced_theory.robustness import guaranteed_efficiency_from_oscillation
 
-FAMILIES = ("beta_ls", "beta_linf", "hard", "gaussian", "kumaraswamy", "sqrt_variance", "uniform")
+FAMILIES = ("beta_ls", "beta_linf", "beta_eff", "hard", "gaussian", "kumaraswamy",
+            "sqrt_variance", "uniform")
 PARAMS = {
     "beta_ls": ("alpha", "beta"),
     "beta_linf": ("alpha", "beta"),
+    "beta_eff": ("alpha", "beta"),
     "hard": ("lo", "hi"),
     "gaussian": ("center", "width"),
     "kumaraswamy": ("a", "b"),
     "sqrt_variance": (),
     "uniform": (),
 }
+BETA_FAMILIES = ("beta_ls", "beta_linf", "beta_eff")
+BETA_EFF_MAX = 20.0  # beta_eff searches alpha, beta in [0, BETA_EFF_MAX]
 GAUSS_MAX_WIDTH = 10.0
 GAUSS_MIN_WIDTH = 1e-3
 KUMA_A_RANGE = (0.01, 50.0)
@@ -97,6 +103,7 @@ __all__ = [
     "read_snr_csv",
     "fit_beta_ls",
     "fit_beta_linf",
+    "fit_beta_eff",
     "fit_gaussian",
     "fit_kumaraswamy",
     "fit_hard",
@@ -286,7 +293,7 @@ def family_kernel(family: str, params: dict, p) -> np.ndarray:
     """w(p) of a fitted family via paced_theory.kernels."""
     _check_family(family)
     p = np.asarray(p, dtype=float)
-    if family in ("beta_ls", "beta_linf"):
+    if family in BETA_FAMILIES:
         return beta_kernel(p, params["alpha"], params["beta"])
     if family == "gaussian":
         return gaussian_bump(p, params["center"], params["width"])
@@ -312,7 +319,7 @@ def log_family_kernel(family: str, params: dict, p) -> np.ndarray:
             a, b = params["a"], params["b"]
             alog = a * np.log(p)
             return alog + (b * np.log(-np.expm1(alog)) if b > 0 else 0.0)
-        if family in ("beta_ls", "beta_linf"):
+        if family in BETA_FAMILIES:
             a, b = params["alpha"], params["beta"]
             la = a * np.log(p) if a > 0 else np.zeros_like(p)
             lb = b * np.log1p(-p) if b > 0 else np.zeros_like(p)
@@ -508,9 +515,36 @@ def fit_hard(curve: SNRCurve) -> dict[str, float]:
     return {"lo": float(cuts[i[k]]), "hi": float(cuts[j[k]])}
 
 
+def fit_beta_eff(curve: SNRCurve) -> dict[str, float]:
+    """{alpha, beta} in [0, BETA_EFF_MAX]^2 maximising the achieved efficiency
+    eta = E[w rho]^2 / (E[w^2] E[rho^2]) directly (the allocation criterion that the other
+    fits approximate through a log-space residual): a unit-spaced grid on [0, 8]^2, then
+    bounded L-BFGS from the best grid point. It uses every point, p = 0 and p = 1 and
+    snr = 0 included. Ours."""
+    m, r, p = curve.mass(), curve.snr, curve.p
+    if not np.any(_signal_points(curve)):
+        raise InputError(f"{curve.source}: every snr is 0; no kernel beats another")
+    with np.errstate(divide="ignore"):
+        lp, lq = np.log(p), np.log1p(-p)
+
+    def neg_eta(x):  # eta in closed form (achieved_efficiency, without its validation)
+        la = x[0] * lp if x[0] > 0 else np.zeros_like(p)
+        lb = x[1] * lq if x[1] > 0 else np.zeros_like(p)
+        w = _weights_from_log(la + lb)
+        ww = float(np.dot(m, w * w))
+        return -float(np.dot(m, w * r)) ** 2 / ww if ww > 0 else 0.0  # E[rho^2]: a constant
+
+    grid = np.arange(0.0, 8.0 + 1e-9, 1.0)
+    x0 = min(([a, b] for a in grid for b in grid), key=neg_eta)
+    sol = minimize(neg_eta, x0, method="L-BFGS-B", bounds=[(0.0, BETA_EFF_MAX)] * 2)
+    best = sol.x if sol.fun <= neg_eta(x0) else np.array(x0)
+    return {"alpha": float(best[0]), "beta": float(best[1])}
+
+
 FITTERS = {
     "beta_ls": fit_beta_ls,
     "beta_linf": fit_beta_linf,
+    "beta_eff": fit_beta_eff,
     "gaussian": fit_gaussian,
     "kumaraswamy": fit_kumaraswamy,
     "hard": fit_hard,

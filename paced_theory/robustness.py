@@ -179,7 +179,8 @@ def guaranteed_efficiency_from_oscillation(osc: float) -> float:
         raise InputError(f"oscillation must be >= 0 (got {osc!r})")
     if math.isinf(o):
         return 0.0
-    return 1.0 / math.cosh(o / 2.0) ** 2
+    e = math.exp(-o)  # sech^2(o/2) = 4 e^-o / (1 + e^-o)^2, without cosh's overflow
+    return 4.0 * e / (1.0 + e) ** 2
 
 
 def kernel_loss(w, rho, mu: PassRateMeasure, criterion: str = "allocation",

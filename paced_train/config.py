@@ -122,6 +122,7 @@ class ProbeSection:
     sketch_hashes: int = 1
     n_boot: int = 200
     min_per_bin: int = 4
+    max_per_bin: int = 0          # > 0: gradients of at most this many problems per bin c/K
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
                     "probe.n_problems", "probe.sketch_hashes"]
     at_least_zero = ["optim.warmup_steps", "optim.weight_decay", "optim.grad_clip",
                      "budget.flops", "weights.alpha", "weights.beta", "probe.sketch_dim",
-                     "probe.n_boot"]
+                     "probe.n_boot", "probe.max_per_bin"]
     positive = ["optim.lr", "rollouts.temperature", "loss.temperature", "weights.prior_a",
                 "weights.prior_b"]
     for keys, test, why in ((at_least_one, lambda v: v >= 1, "must be >= 1"),

@@ -94,6 +94,16 @@ def bin_snr(G: np.ndarray, n_boot: int = 200, rng: np.random.Generator | None = 
             "se": float(boots.std(ddof=1)) if boots.size > 1 else np.nan}
 
 
+def stratify(c: np.ndarray, K: int, max_per_bin: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the problems whose gradients are taken: all of them, or with
+    max_per_bin > 0 at most that many (a seeded random subset) from each pass-rate bin c/K,
+    so that a pool dominated by p = 0 and p = 1 still fills the frontier bins."""
+    if max_per_bin <= 0:
+        return np.arange(len(c))
+    keep = [rng.permutation(np.flatnonzero(c == k))[:max_per_bin] for k in range(K + 1)]
+    return np.sort(np.concatenate(keep)).astype(int)
+
+
 def per_problem_gradients(run: Run, problems, completions, params, sketch,
                           kind: str) -> np.ndarray:
     """One (sketched) gradient of the distillation loss per problem, shape (n, d or D).
@@ -128,12 +138,16 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     K = cfg.rollouts.K
     ok, samples, _ = generate_and_verify(student, tok, pool, cfg.rollouts.max_new_tokens, k=K,
                                          temperature=cfg.rollouts.temperature, generator=gen)
-    c = ok.reshape(len(pool), K).sum(1)
+    c_all = ok.reshape(len(pool), K).sum(1)
+    pool_counts = np.bincount(c_all, minlength=K + 1).tolist()
+    keep = stratify(c_all, K, pc.max_per_bin, np.random.default_rng([cfg.run.seed, 7]))
+    pool, c = [pool[i] for i in keep], c_all[keep]
+    samples = [samples[i * K] for i in keep]  # the first sample of each kept problem
     if pc.loss == "forward":
         _, refs, _ = generate_and_verify(teacher, tok, teacher_view(cfg, pool),
                                          cfg.rollouts.max_new_tokens, temperature=0.0)
     else:  # reverse KL on the first of the student's own samples
-        refs = [samples[i * K] for i in range(len(pool))]
+        refs = samples
     comps = [r if r else [tok.eos_id] for r in refs]
     named = [(n, p) for n, p in student.named_parameters() if n.startswith(pc.param_prefix)]
     if not named:
@@ -155,7 +169,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
                          "param_prefix": pc.param_prefix, "sketch_dim": pc.sketch_dim,
                          "sketch_hashes": pc.sketch_hashes, "student": cfg.models.student,
                          "teacher": cfg.models.teacher, "privileged": cfg.loss.privileged},
-              "bins": bins, "pass_rate_counts": np.bincount(c, minlength=K + 1).tolist()}
+              "bins": bins, "pass_rate_counts": pool_counts,
+              "probed_counts": np.bincount(c, minlength=K + 1).tolist()}
     result["fit"] = fit_and_plot(out_dir, bins, pc.loss)
     result["wall_s"] = round(time.time() - t0, 1)
     (out_dir / "probe.json").write_text(json.dumps(result, indent=2, default=float))
@@ -186,15 +201,25 @@ def predicted_kernel(loss: str) -> tuple[str, float, float]:
 def fit_and_plot(out_dir: Path, bins: list[dict], loss: str) -> dict:
     from paced_theory.fit import SNRCurve, fit_families
 
-    usable = [b for b in bins if 0 < b["p"] < 1 and np.isfinite(b["snr"])]
+    # all bins, the end points included: problems at p_hat = 0 or 1 are part of the population
+    # a weighting pays for, and their (near-zero) SNR is what pushes alpha, beta above 0
+    usable = [b for b in bins if np.isfinite(b["snr"])]
     name, a_pred, b_pred = predicted_kernel(loss)
     fit = {"predicted": {"model": name, "alpha": a_pred, "beta": b_pred}}
-    if sum(b["snr"] > 0 for b in usable) >= 3:
+    if usable:  # how the theory's kernel does on the measured curve
+        from paced_theory.fit import SNRCurve, achieved_efficiency, family_kernel
+
+        full = SNRCurve(np.array([b["p"] for b in usable]),
+                  np.array([max(b["snr"], 0.0) for b in usable]),
+                  np.array([b["n"] for b in usable], dtype=float))
+        w = family_kernel("beta_ls", {"alpha": a_pred, "beta": b_pred}, full.p)
+        fit["predicted"]["efficiency"] = achieved_efficiency(w, full) if full.snr.any() else None
+    if sum(b["snr"] > 0 and 0 < b["p"] < 1 for b in usable) >= 3:
         curve = SNRCurve(np.array([b["p"] for b in usable]),
                          np.array([max(b["snr"], 0.0) for b in usable]),
                          np.array([b["n"] for b in usable], dtype=float))
-        res = fit_families(curve, families=("beta_ls", "beta_linf", "hard", "uniform"),
-                           n_boot=200, seed=0)
+        res = fit_families(curve, n_boot=200, seed=0,
+                           families=("beta_eff", "beta_ls", "beta_linf", "hard", "uniform"))
         fit.update({k: {"params": r.params, "efficiency": r.efficiency,
                         "guaranteed_efficiency": r.guaranteed_efficiency,
                         "intervals": r.intervals} for k, r in res.items()})
@@ -221,7 +246,8 @@ def _plot(path: Path, bins: list[dict], fit: dict) -> None:
                 capsize=3, label="measured (95 % bootstrap)")
     grid = np.linspace(0.005, 0.995, 300)
     peak = s.max() if s.size and s.max() > 0 else 1.0
-    styles = [("beta_linf", "#0072B2", "-"), ("beta_ls", "#009E73", "--")]
+    styles = [("beta_eff", "#CC79A7", "-"), ("beta_linf", "#0072B2", "-."),
+              ("beta_ls", "#009E73", "--")]
     for key, color, ls in styles:
         if key in fit:
             a, b = fit[key]["params"]["alpha"], fit[key]["params"]["beta"]

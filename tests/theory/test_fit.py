@@ -29,6 +29,7 @@ from paced_theory.fit import (
     FAMILIES,
     SNRCurve,
     family_kernel,
+    fit_beta_eff,
     fit_beta_linf,
     fit_beta_ls,
     fit_families,
@@ -143,7 +144,7 @@ def test_guarantee_never_exceeds_achieved(curve):
         assert 0.0 <= r.signal_share <= 1.0
         # the Kantorovich factor itself is a floor on the efficiency restricted to signal
         if r.signal_share > 0:
-            assert 1 / math.cosh(r.residual_oscillation / 2) ** 2 <= (
+            assert 1 - math.tanh(r.residual_oscillation / 2) ** 2 <= (
                 r.efficiency / r.signal_share + 1e-9)
 
 
@@ -285,3 +286,32 @@ def test_csv_roundtrip(tmp_path):
     g.write_text("p,snr,count\n" + "".join(f"{x},{x * (1 - x)},10\n" for x in P))
     r = fit_families(read_snr_csv(g), n_boot=20, seed=0)
     assert r["beta_linf"].params["alpha"] == pytest.approx(1.0, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_curves())
+def test_efficiency_fit_beats_the_log_space_beta_fits(curve):
+    """beta_eff maximises eta over the Beta family, so it can never do worse than the
+    log-space Beta fits (inside its search box), and its own closed-form eta is eta."""
+    res = fit_families(curve, families=("beta_ls", "beta_linf", "beta_eff"), n_boot=0)
+    for name in ("beta_ls", "beta_linf"):
+        prm = res[name].params
+        if max(prm["alpha"], prm["beta"]) <= 20.0:
+            assert res["beta_eff"].efficiency >= res[name].efficiency - 1e-6, name
+
+
+def test_efficiency_fit_uses_the_end_points():
+    """Log-space fits cannot see bins at p = 0 or 1; beta_eff must. Flat signal everywhere:
+    the uniform kernel (alpha = beta = 0) is optimal. Flat inside but none at the heavy end
+    bins: any alpha, beta > 0 switches the ends off, so the optimum is strictly positive
+    (it tends to 0+, the interior indicator) and beats uniform by the ends' mass."""
+    p = np.linspace(0.0, 1.0, 9)
+    count = np.where((p == 0) | (p == 1), 200.0, 10.0)
+    flat = fit_family(SNRCurve(p, np.ones(9), count), "beta_eff")
+    assert flat.params == pytest.approx({"alpha": 0.0, "beta": 0.0}) and flat.efficiency == 1.0
+    inner = SNRCurve(p, np.where((p > 0) & (p < 1), 1.0, 0.0), count)
+    res = fit_family(inner, "beta_eff")
+    assert res.params["alpha"] > 0 and res.params["beta"] > 0
+    assert res.efficiency > 0.999 > 0.5 > fit_family(inner, "uniform").efficiency
+    exact = SNRCurve(p, p**2 * (1 - p) ** 3, np.full(9, 10.0))
+    assert fit_beta_eff(exact) == pytest.approx({"alpha": 2.0, "beta": 3.0}, abs=1e-3)
