@@ -90,3 +90,13 @@ def test_probe_command_end_to_end(tiny_models, tmp_path, capsys):
     header = (tmp_path / "p" / "snr.csv").read_text().splitlines()[0]
     assert header.startswith("p,snr,count,se")
     assert "theory" in capsys.readouterr().out
+
+
+def test_stratify_caps_each_pass_rate_bin():
+    from paced_train.snr_probe import stratify
+
+    c = np.array([0] * 50 + [1] * 3 + [4] * 20)
+    assert (stratify(c, 4, 0, np.random.default_rng(0)) == np.arange(73)).all()
+    keep = stratify(c, 4, 10, np.random.default_rng(0))
+    assert np.bincount(c[keep], minlength=5).tolist() == [10, 3, 0, 0, 10]
+    assert (np.diff(keep) > 0).all()  # sorted, no repeats
