@@ -1,6 +1,6 @@
 """`make figures`: every figure script in turn. Figures 1-4 and 8 are computed from the
 theory in seconds; 5-7 and table 9 read recorded runs (runs/demo from `make demo`,
-runs/snr-demo from the SNR probe) and are remade at a quick size with `--rerun` when those
+bench/results/snr_* from the SNR probe) and are remade at a quick size with `--rerun` when those
 are missing (or always, with `python -m paper_figures.make_all --rerun`)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     for name in THEORY:
         print(importlib.import_module(f"paper_figures.{name}").main())
     have_compare = (root / "runs/demo/compare/comparison.json").exists()
-    have_probe = (root / "runs/snr-demo/probe.json").exists()
+    have_probe = (root / "bench/results/snr_shipped/probe.json").exists()
     for name in RUNS:
         needs = have_probe if name == "fig5_measured_snr" else have_compare
         sys.argv = [name] + (["--rerun"] if rerun or not needs else [])

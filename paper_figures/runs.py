@@ -1,7 +1,7 @@
 """Where figures 5-7 and 9 find their recorded runs, and how `--rerun` remakes them.
 
-Defaults: the demo's comparison (runs/demo/compare, made by `make demo`) and the SNR probe
-of the shipped student (runs/snr-demo, made by `paced snr-probe configs/demo.toml`).
+Defaults: the demo's comparison (runs/demo/compare, made by `make demo`) and the committed
+SNR probes in bench/results/ (snr_shipped; snr_smollm2 when recorded).
 `--rerun` regenerates them at a quick size into paper_figures/out/runs/ first.
 """
 
@@ -18,7 +18,8 @@ QUICK_COMPARE = ["budget.steps=30", "eval.every=10", "data.n_train_per_cell=16",
 def args(description: str):
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--compare-dir", default=str(ROOT / "runs/demo/compare"))
-    ap.add_argument("--probe-dir", default=str(ROOT / "runs/snr-demo"))
+    ap.add_argument("--probe-dir", default=str(ROOT / "bench/results/snr_shipped"))
+    ap.add_argument("--smollm2-dir", default=str(ROOT / "bench/results/snr_smollm2"))
     ap.add_argument("--rerun", action="store_true", help="remake the runs at a quick size")
     return ap.parse_args()
 
@@ -38,17 +39,24 @@ def compare_dir(a) -> Path:
     return out
 
 
-def probe_dir(a) -> Path:
+def probe_dirs(a) -> list[tuple[str, Path]]:
+    """[(label, probe directory)] for figure 5: the shipped student's (always; remade at a
+    quick size with --rerun) and SmolLM2's when recorded."""
     from paced_train.config import load_config
-    from paced_train.demo import demo_config_path
     from paced_train.snr_probe import run_probe
 
-    out = Path(a.probe_dir)
+    shipped = Path(a.probe_dir)
     if a.rerun:
-        out = ROOT / "paper_figures/out/runs/snr"
-        run_probe(load_config(demo_config_path(), ["probe.n_problems=200", "probe.n_boot=100"]),
-                  out)
-    if not (out / "probe.json").exists():
-        raise SystemExit(f"{out}/probe.json not found: run `paced snr-probe "
-                         "configs/demo.toml --out runs/snr-demo` or pass --rerun")
-    return out
+        shipped = ROOT / "paper_figures/out/runs/snr"
+        run_probe(load_config(ROOT / "configs/probe_shipped.toml",
+                              ["probe.n_problems=400", "probe.max_per_bin=20",
+                               "probe.n_boot=100"]), shipped, progress=False)
+    if not (shipped / "probe.json").exists():
+        raise SystemExit(f"{shipped}/probe.json not found: run `paced snr-probe "
+                         "configs/probe_shipped.toml --out DIR` and pass --probe-dir DIR, "
+                         "or pass --rerun")
+    found = [("shipped student", shipped)]
+    smol = Path(a.smollm2_dir)
+    if (smol / "probe.json").exists():
+        found.append(("SmolLM2-135M", smol))
+    return found
