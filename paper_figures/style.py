@@ -30,8 +30,10 @@ def figure(width: float = COLUMN_WIDTH, height: float = 2.3, ncols: int = 1):
     return plt.subplots(1, ncols, figsize=(width, height))
 
 
-def save(fig, name: str, rows: list[dict], out: Path = OUT) -> Path:
-    """Write NAME.png, NAME.pdf (deterministic metadata) and NAME.csv; return the PNG path."""
+def save(fig, name: str, rows: list[dict], out: Path | None = None) -> Path:
+    """Write NAME.png, NAME.pdf (deterministic metadata) and NAME.csv into `out` (default
+    the module's OUT, read at call time so that tests can redirect it); return the PNG."""
+    out = Path(out) if out is not None else OUT
     out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", metadata={"Software": None})
