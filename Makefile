@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch 2.13.0 (a local wheel on our machines, see README).
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test figures bench lint install clean
+.PHONY: demo test figures bench bench-trl lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,3 +36,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs paper_figures/out .pytest_cache
+
+# bench/vs_trl.py needs TRL, which stays out of the project's dependencies: its own venv.
+bench-trl:
+	test -x .venv-trl/bin/python || $(PY) -m venv .venv-trl
+	.venv-trl/bin/pip install -q --upgrade pip
+	.venv-trl/bin/pip install -q "$(TORCH)"
+	.venv-trl/bin/pip install -q -e ".[hf]" "trl==1.16.0"
+	.venv-trl/bin/python bench/vs_trl.py

@@ -28,7 +28,8 @@ def completion_index(prompts: list[list[int]], completions: list[list[int]],
     """(index, mask), each (B, C) with C the longest completion: index[i, j] is the position
     of pack()'s x whose logits predict completion token j of row i (0 past the row's end,
     where mask is 0). With it, two packings of the same completions behind DIFFERENT prompts
-    (a teacher with privileged context) are scored token for token."""
+    (a teacher with privileged context) are scored token for token: pass it to a model's
+    forward as `positions` to get logits (B, C, V) at those positions only."""
     C = max(len(c) for c in completions)
     index = torch.zeros(len(prompts), C, dtype=torch.long)
     mask = torch.zeros(len(prompts), C)
@@ -37,7 +38,3 @@ def completion_index(prompts: list[list[int]], completions: list[list[int]],
         mask[i, : len(c)] = 1.0
     return index.to(device), mask.to(device)
 
-
-def gather_positions(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """logits (B, T, V) at positions index (B, C) -> (B, C, V); differentiable."""
-    return logits.gather(1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))

@@ -171,11 +171,35 @@ class HFCausalLM(nn.Module):
             n -= self.hf.get_input_embeddings().weight.numel()
         return n
 
-    def forward(self, idx, attn_mask=None, pos=None):
+    def forward(self, idx, attn_mask=None, pos=None, positions=None):
+        """Logits (B, T, V); with positions (B, C), logits (B, C, V) at those positions only:
+        the decoder's hidden states are gathered before the output head where the model is
+        a plain decoder + head (no logit soft-capping or scaling), else the full logits are
+        gathered (same values, more work)."""
         if attn_mask is not None and pos is None:
             pos = (attn_mask.long().cumsum(1) - 1).clamp(min=0)
-        out = self.hf(input_ids=idx, attention_mask=attn_mask, position_ids=pos, use_cache=False)
-        return out.logits
+        kw = dict(input_ids=idx, attention_mask=attn_mask, position_ids=pos, use_cache=False)
+        if positions is None:
+            return self.hf(**kw).logits
+        head, decoder = self._head_and_decoder()
+        if head is None:
+            logits = self.hf(**kw).logits
+            return logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        h = decoder(**kw).last_hidden_state
+        return head(h.gather(1, positions.unsqueeze(-1).expand(-1, -1, h.shape[-1])))
+
+    def _head_and_decoder(self):
+        """(output head, decoder) when logits are exactly head(decoder(x)), else (None, None)."""
+        cfg = self.hf.config
+        if any(getattr(cfg, k, None) not in (None, 1.0) for k in
+               ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")):
+            return None, None
+        get_dec = getattr(self.hf, "get_decoder", None)
+        decoder = get_dec() if callable(get_dec) else None
+        head = self.hf.get_output_embeddings()
+        if decoder is None or decoder is self.hf or not isinstance(head, nn.Linear):
+            return None, None
+        return head, decoder
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,

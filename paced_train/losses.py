@@ -18,8 +18,9 @@ Numerics ("a KL is a KL"; DESIGN.md):
   float64), so bf16/fp16 logits lose nothing beyond their own rounding; mixtures are formed
   in log space with logaddexp; KL(A || B) = sum_v a_v (log a_v - log b_v) with 0 log 0 = 0,
   so a teacher logit of -inf (a banned token) costs nothing where it is allowed to.
-- masked positions are replaced by zeros before anything is computed: garbage there
-  (NaN, inf) cannot reach the value or the gradient, and their gradient is exactly 0.
+- only the scored positions are gathered and computed: garbage at masked positions (NaN,
+  inf) cannot reach the value or the gradient, their gradient is exactly 0, and the work
+  is proportional to the scored tokens, not to B * T.
 - the sequence is processed in chunks of positions so that only O(B * chunk * V) float32
   working memory exists at a time (CHUNK_ELEMENTS, about 16 MiB per block). When a gradient
   is needed and there is more than one chunk, each chunk runs under activation
@@ -89,16 +90,19 @@ def _work_dtype(*xs: torch.Tensor) -> torch.dtype:
 
 def _chunk_values(fn: PerToken, temperature: float, s_logits: torch.Tensor,
                   t_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Per-token values (B, chunk) of fn on one chunk; 0 where keep is False."""
+    """Per-token values (B, chunk) of fn on one chunk; 0 where keep is False. Only the kept
+    positions are gathered and computed (work in proportion to the scored tokens), so
+    whatever sits at the others never reaches the value or the gradient."""
     dtype = _work_dtype(s_logits, t_logits)
-    zero = torch.zeros((), dtype=dtype, device=s_logits.device)
-    k = keep.unsqueeze(-1)
-    s = torch.where(k, s_logits.to(dtype), zero)
-    t = torch.where(k, t_logits.to(dtype), zero)
+    B, C, V = s_logits.shape
+    idx = keep.reshape(-1).nonzero().squeeze(1)
+    s = s_logits.reshape(B * C, V).index_select(0, idx).to(dtype)
+    t = t_logits.reshape(B * C, V).index_select(0, idx).to(dtype)
     if temperature != 1.0:
         s, t = s / temperature, t / temperature
     per = fn(torch.log_softmax(s, dim=-1), torch.log_softmax(t, dim=-1))
-    return torch.where(keep, per, zero)
+    out = torch.zeros(B * C, dtype=dtype, device=s_logits.device)
+    return out.index_put((idx,), per).view(B, C)
 
 
 def _check(student_logits, teacher_logits, mask, temperature, reduction) -> torch.Tensor:

@@ -86,11 +86,13 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - (self.wpe.weight.numel() + self.wte.weight.numel() if non_embedding else 0)
 
-    def forward(self, idx, attn_mask=None, pos=None, caches=None):
+    def forward(self, idx, attn_mask=None, pos=None, caches=None, positions=None):
         """Logits (B, T, V) for token ids idx (B, T).
         attn_mask: None (plain causal attention), or (B, S) with 1 for real tokens and 0 for
         padding over all S keys seen so far (cached + these T); pos: (B, T) position ids
-        (default 0..T-1); caches: one dict per block, filled and extended in place."""
+        (default 0..T-1); caches: one dict per block, filled and extended in place;
+        positions: (B, C) indices into T -> logits (B, C, V) at those positions only (the
+        output head, the widest matrix, then runs on the scored tokens alone)."""
         B, T = idx.shape
         if pos is None:
             pos = torch.arange(T, device=idx.device).expand(B, T)
@@ -111,7 +113,10 @@ class GPT(nn.Module):
             mask = mask | self_key[None, None]
         for i, block in enumerate(self.blocks):
             x = block(x, mask, None if caches is None else caches[i])
-        return self.head(self.ln_f(x))
+        x = self.ln_f(x)
+        if positions is not None:
+            x = x.gather(1, positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return self.head(x)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from paced_theory.errors import ConfigError, InputError, PacedError
 from paced_train import distributed, losses, tasks
-from paced_train.batching import completion_index, gather_positions, pack
+from paced_train.batching import completion_index, pack
 from paced_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from paced_train.config import RESUMABLE, RunConfig, changed_keys, config_to_toml, from_dict
 from paced_train.evaluate import evaluate, forgetting, generate_and_verify
@@ -104,30 +104,43 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def encoded_prompts(run: Run, batch: list[Problem], teacher: bool) -> list[list[int]]:
+    """Token ids of the prompts as the teacher (its view: privileged context or not) or the
+    student reads them; cached per problem (chat templates are not free)."""
+    cache = run.prompt_cache.setdefault("teacher" if teacher else "student", {})
+    todo = [p for p in batch if p.id not in cache]
+    if todo:
+        for p, q in zip(todo, teacher_view(run.cfg, todo) if teacher else todo):
+            cache[p.id] = run.tok.encode_prompt(q.prompt)
+    return [cache[p.id] for p in batch]
+
+
+def completion_logits(model, tok, prompts, completions, device):
+    """(logits (B, C, V), mask (B, C), tokens): the model on prompt + completion, with the
+    output head applied at the C completion-predicting positions only (model(...,
+    positions=...)), so prompts of different lengths (a privileged teacher) line up."""
+    x, _, _ = pack(prompts, completions, tok.pad_id, device)
+    index, mask = completion_index(prompts, completions, device)
+    with _autocast(device):
+        logits = model(x, positions=index)
+    return logits, mask, sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
+
+
 def teacher_logits(run: Run, batch: list[Problem], completions: list[list[int]]):
-    """(logits, tokens): the frozen teacher on its view of the batch followed by the
-    completions. With privileged context the logits are gathered at the completion tokens
-    (B, C, V), which is how student_logits aligns too; else they cover the packed sequence."""
-    prompts = [run.tok.encode_prompt(p.prompt) for p in teacher_view(run.cfg, batch)]
-    x, _, _ = pack(prompts, completions, run.tok.pad_id, run.device)
-    with torch.no_grad(), _autocast(run.device):
-        logits = run.teacher(x)
-    if run.cfg.loss.privileged != "none":
-        logits = gather_positions(logits, completion_index(prompts, completions, run.device)[0])
-    return logits, sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
+    """(logits (B, C, V), tokens): the frozen teacher on its view of the batch followed by
+    the completions, at the completion tokens; no gradient."""
+    with torch.no_grad():
+        logits, _, n = completion_logits(run.teacher, run.tok, encoded_prompts(run, batch, True),
+                                          completions, run.device)
+    return logits, n
 
 
 def student_logits(run: Run, batch: list[Problem], completions: list[list[int]]):
-    """(logits, mask, tokens): the student (its DDP wrapper when distributed) on the plain
-    prompts followed by the completions, aligned as teacher_logits is."""
-    prompts = [run.tok.encode_prompt(p.prompt) for p in batch]
-    x, _, mask = pack(prompts, completions, run.tok.pad_id, run.device)
-    with _autocast(run.device):
-        logits = (run.student_fwd or run.student)(x)
-    if run.cfg.loss.privileged != "none":
-        index, mask = completion_index(prompts, completions, run.device)
-        logits = gather_positions(logits, index)
-    return logits, mask, sum(len(p) + len(c) - 1 for p, c in zip(prompts, completions))
+    """(logits (B, C, V), mask (B, C), tokens): the student (its DDP wrapper when
+    distributed) on the plain prompts followed by the completions, aligned as
+    teacher_logits."""
+    return completion_logits(run.student_fwd or run.student, run.tok,
+                             encoded_prompts(run, batch, False), completions, run.device)
 
 
 def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[Problem]]:
@@ -174,6 +187,7 @@ class Run:
     retention: list[Problem]
     student_fwd: torch.nn.Module | None = None   # the DDP wrapper of student when distributed
     dist: distributed.Dist = field(default_factory=distributed.Dist)
+    prompt_cache: dict = field(default_factory=dict)  # "teacher"/"student" -> id -> tokens
 
 
 @dataclass

@@ -126,6 +126,25 @@ def test_right_padding_needs_no_mask(tiny):
             assert torch.allclose(out[i, : len(s)], model(torch.tensor([s]))[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_logits_at_positions_equal_gathered_full_logits(tiny, monkeypatch, fast):
+    """positions=...: the output head on the gathered hidden states (fast path) or the full
+    logits gathered (fallback, e.g. soft-capped models) give the full forward's values."""
+    model, tok = tiny
+    if not fast:
+        monkeypatch.setattr(HFCausalLM, "_head_and_decoder", lambda self: (None, None))
+    else:
+        assert model._head_and_decoder()[0] is not None  # a plain Llama takes the fast path
+    x = torch.randint(3, 40, (3, 9), generator=torch.Generator().manual_seed(0))
+    index = torch.tensor([[2, 3, 4], [5, 6, 0], [8, 1, 1]])
+    with torch.no_grad():
+        full = model(x)
+        got = model(x, positions=index)
+    assert got.shape == (3, 3, full.shape[-1])
+    for i in range(3):
+        assert torch.allclose(got[i], full[i, index[i]], atol=1e-5)
+
+
 def test_sampled_generation_is_deterministic_under_a_seed(tiny):
     model, tok = tiny
     prompts = [tok.encode_prompt(p) for p in PROMPTS for _ in range(4)]  # K = 4 rollouts

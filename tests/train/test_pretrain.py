@@ -66,8 +66,10 @@ def test_training_is_seeded():
 
 
 def test_errors():
-    with pytest.raises(InputError, match="unknown role"):
+    with pytest.raises(InputError, match="unknown recipe 'oracle'.*student-large"):
         pretrain("oracle", "x.safetensors")
+    with pytest.raises(InputError, match="give --out"):
+        pretrain("student-large")
     with pytest.raises(InputError, match="steps"):
         pretrain("student", "x.safetensors", steps=0)
 

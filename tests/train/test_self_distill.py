@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from paced_theory.errors import ConfigError
-from paced_train.batching import completion_index, gather_positions, pack
+from paced_train.batching import completion_index, pack
 from paced_train.config import RunConfig
 from paced_train.tasks import arithmetic_suite, privileged_prompt
 from paced_train.trainer import (
@@ -40,7 +40,7 @@ def test_gathered_completion_logits_equal_unpadded_forward_passes(tiny_models):
     x, _, _ = pack(prompts, comps, tok.pad_id)
     index, mask = completion_index(prompts, comps)
     with torch.no_grad():
-        got = gather_positions(model(x), index)
+        got = model(x, positions=index)
         for i, (p, c) in enumerate(zip(prompts, comps)):
             alone = model(torch.tensor([p + c[:-1]]))[0, len(p) - 1:]
             assert torch.allclose(got[i, : len(c)], alone, atol=1e-5)

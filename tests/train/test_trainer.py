@@ -131,11 +131,11 @@ def test_zero_weight_problems_never_reach_a_forward_pass(tiny_cfg, tmp_path, mon
     calls, kept = [], []
     real_forward, real_step = GPT.forward, trainer.distill_step
 
-    def forward(self, idx, attn_mask=None, pos=None, caches=None):
+    def forward(self, idx, attn_mask=None, pos=None, caches=None, positions=None):
         if caches is None:  # not generation: a training-batch pass
             who = "student" if any(p.requires_grad for p in self.parameters()) else "teacher"
             calls.append((who, idx.shape[0]))
-        return real_forward(self, idx, attn_mask, pos, caches)
+        return real_forward(self, idx, attn_mask, pos, caches, positions)
 
     def step(run, st, batch, w, norm):
         assert (w > 0).all() and norm > 0
