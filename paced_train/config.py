@@ -42,6 +42,8 @@ class DataSection:
     n_eval_per_cell: int = 16
     n_retention: int = 64
     jsonl: str = ""               # a JSONL problem file instead of the arithmetic suite
+    retention_jsonl: str = ""     # a JSONL file of retention problems (forgetting) instead
+                                  # of n_retention built-in `compare` problems
 
 
 @dataclass(frozen=True)

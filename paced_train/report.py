@@ -17,19 +17,23 @@ def _pm(x, fmt="{:.3f}"):
 
 def comparison_markdown(result: dict) -> str:
     lines = ["| method | held-out acc (greedy) | mean@k | forgetting | compute to reach uniform's "
-             "final acc (× uniform) | steps | wall s | rollout share of train time |",
-             "|---|---|---|---|---|---|---|---|"]
+             "final acc (× uniform) | FLOPs used (× uniform) | steps | wall s | rollout share of "
+             "train time |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m, r in result["methods"].items():
         ratios = [x for x in r["compute_ratio_to_uniform"] if x is not None]
         reach = (f"{np.mean(ratios):.2f} ({r['reached_uniform_final']}/{result['seeds']} seeds)"
                  if ratios else f"not reached (0/{result['seeds']})")
         lines.append(f"| {m} | {_pm(r['final_acc'])} | {_pm(r['mean_at_k'])} | "
-                     f"{_pm(r['forgetting'])} | {reach} | {_pm(r['steps'], '{:.0f}')} | "
+                     f"{_pm(r['forgetting'])} | {reach} | "
+                     f"{_pm(r.get('flops_ratio_to_uniform', [1.0, 0.0]), '{:.3f}')} | "
+                     f"{_pm(r['steps'], '{:.0f}')} | "
                      f"{_pm(r['wall_s'], '{:.0f}')} | {_pm(r['rollout_share'], '{:.2f}')} |")
     lines.append("")
     budgets = ", ".join(f"{f:.3g}" for f in result["budget_flops"])
-    lines.append(f"Equal compute per seed: {budgets} FLOPs (the uniform run's). ± is the "
-                 "standard deviation over seeds (0 with one seed).")
+    lines.append(f"Equal compute per seed: {budgets} FLOPs (the uniform run's); a run stops "
+                 "after the step that crosses it, hence 'FLOPs used' slightly above 1. ± is "
+                 "the standard deviation over seeds (0 with one seed).")
     return "\n".join(lines)
 
 

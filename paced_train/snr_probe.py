@@ -165,7 +165,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
         if sel.sum() >= pc.min_per_bin:
             bins.append({"p": k / K, **bin_snr(G[sel], pc.n_boot, boot_rng)})
     write_csv(out_dir / "snr.csv", bins)
-    result = {"config": {"loss": pc.loss, "K": K, "n_problems": len(pool), "params": D,
+    result = {"config": {"loss": pc.loss, "K": K, "n_problems": len(pool),
+                         "n_pool": len(c_all), "max_per_bin": pc.max_per_bin, "params": D,
                          "param_prefix": pc.param_prefix, "sketch_dim": pc.sketch_dim,
                          "sketch_hashes": pc.sketch_hashes, "student": cfg.models.student,
                          "teacher": cfg.models.teacher, "privileged": cfg.loss.privileged},

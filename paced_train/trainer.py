@@ -144,7 +144,8 @@ def student_logits(run: Run, batch: list[Problem], completions: list[list[int]])
 
 
 def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[Problem]]:
-    """(train, heldout, retention). The retention set is never distilled, only measured."""
+    """(train, heldout, retention). The retention set is never distilled, only measured:
+    data.retention_jsonl, else n_retention built-in `compare` problems."""
     d = cfg.data
     if d.jsonl:
         problems = load_jsonl(d.jsonl)
@@ -152,7 +153,9 @@ def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[P
         problems = arithmetic_suite(cfg.run.seed, d.n_train_per_cell + d.n_eval_per_cell,
                                     d.add_digits, d.mul_digits)
     train, heldout = split(problems, d.n_eval_per_cell, cfg.run.seed)
-    return train, heldout, retention_suite(cfg.run.seed, d.n_retention)
+    retention = (load_jsonl(d.retention_jsonl) if d.retention_jsonl else
+                 retention_suite(cfg.run.seed, d.n_retention))
+    return train, heldout, retention
 
 
 def seed_for(seed: int, step: int, stream: str, *more: int) -> int:

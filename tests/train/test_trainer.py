@@ -321,3 +321,23 @@ def test_data_order_covers_every_problem_once_per_epoch():
     assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
     assert not np.array_equal(order[:10], order[10:20])  # a new permutation each epoch
     assert np.array_equal(trainer.candidates(10, 4, 0, 3), trainer.candidates(10, 4, 0, 3))
+
+
+def test_jsonl_problems_and_retention_set(tiny_cfg, tmp_path):
+    from paced_theory.errors import InputError
+    from paced_train.trainer import build_problems
+
+    probs = tmp_path / "p.jsonl"
+    probs.write_text("\n".join(json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)})
+                               for i in range(20)))
+    keep = tmp_path / "r.jsonl"
+    keep.write_text('{"prompt": "say hi", "answer": "hi"}\n{"question": "2*2", '
+                    '"answer": "work #### 4"}\n')
+    train, held, ret = build_problems(tiny_cfg(f'data.jsonl="{probs}"',
+                                               f'data.retention_jsonl="{keep}"'))
+    assert len(train) + len(held) == 20 and [r.answer for r in ret] == ["hi", "4"]
+    _, _, builtin = build_problems(tiny_cfg(f'data.jsonl="{probs}"'))
+    assert all(p.prompt.startswith("cmp ") for p in builtin)
+    keep.write_text('{"prompt": "x", "answer": "y"}\nnot json\n')
+    with pytest.raises(InputError, match=r"r\.jsonl:2"):
+        build_problems(tiny_cfg(f'data.retention_jsonl="{keep}"'))
