@@ -1,7 +1,7 @@
 """`paced demo`: the main job on the built-in default, in minutes on 2 CPU cores.
 
 1. the theory walkthrough (paced_theory.walkthrough), and
-2. `paced compare` of uniform, hard filter, Paced and the two-stage schedule on the
+2. `paced compare` of uniform, hard filter, AKL, Paced and the two-stage schedule on the
    arithmetic suite with the shipped teacher and student, at equal compute,
 then runs/demo/report.md with both, the measured targets and the figures.
 """
@@ -13,7 +13,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-DEMO_METHODS = ["uniform", "hard", "paced", "two-stage"]
+DEMO_METHODS = ["uniform", "hard", "akl", "paced", "two-stage"]
 QUICK = ["budget.steps=6", "eval.every=3", "data.n_train_per_cell=6", "data.n_eval_per_cell=3",
          "data.n_retention=8", "rollouts.K=4", "rollouts.refresh_every=3", "run.progress=false"]
 

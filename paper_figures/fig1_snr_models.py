@@ -33,7 +33,7 @@ def main(n_problems: int = 400, seed: int = 0):
     rng = np.random.default_rng(seed)
     grid = np.linspace(0.002, 0.998, 400)
     pts = np.linspace(0.05, 0.95, 10)
-    fig, ax = figure(height=2.5)
+    fig, ax = figure(height=2.9)
     rows = []
     for i, (label, make) in enumerate(MODELS):
         model = make()
@@ -50,7 +50,7 @@ def main(n_problems: int = 400, seed: int = 0):
                          "monte_carlo": est, "lo": lo, "hi": hi, "peak": peak})
     ax.set(xlabel="pass rate p", ylabel="SNR / max (dimensionless)",
            title="Gradient SNR collapses at both ends")
-    ax.legend(ncol=2)
+    ax.legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     return save(fig, "fig1_snr_models", rows)
 
 

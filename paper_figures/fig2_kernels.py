@@ -23,7 +23,7 @@ KERNELS = [
 
 def main():
     p = np.linspace(0.0, 1.0, 501)
-    fig, ax = figure(height=2.4)
+    fig, ax = figure(height=2.9)
     rows = [{"p": float(x)} for x in p]
     for label, f in KERNELS:
         w = f(p)
@@ -32,7 +32,7 @@ def main():
         for r, v in zip(rows, w):
             r[label] = float(v)
     ax.set(xlabel="pass rate p", ylabel="weight w(p) / max w", title="Weight kernels")
-    ax.legend(ncol=2)
+    ax.legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     return save(fig, "fig2_kernels", rows)
 
 

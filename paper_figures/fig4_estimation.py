@@ -7,14 +7,19 @@ weight p(1-p)); dotted: the same for the Beta(2,2) kernel.
 
 from __future__ import annotations
 
+from matplotlib.ticker import NullFormatter
+
 from paced_theory.estimation import efficiency_table
 from paper_figures.style import figure, save
 
 KS = [2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
 
 
+KS_TICKS = [2, 4, 8, 16, 32, 64]
+
+
 def main():
-    fig, ax = figure(height=2.4)
+    fig, ax = figure(height=3.0)
     rows = []
     for (a, b), ls in (((1, 1), "-"), ((2, 2), ":")):
         table = efficiency_table(KS, a, b, ["plugin", "unbiased", "posterior"])
@@ -28,7 +33,9 @@ def main():
     ax.set(xscale="log", xlabel="rollouts per problem K", ylabel="efficiency eta",
            title="Estimating the weight from K rollouts")
     ax.axvline(8, color="#999999", lw=0.6)
-    ax.legend(ncol=2)
+    ax.set_xticks(KS_TICKS, [str(k) for k in KS_TICKS])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     keep = ["kernel", "K", "estimator", "efficiency", "relative_efficiency", "p_nonzero"]
     return save(fig, "fig4_estimation", [{k: r.get(k) for k in keep} for r in rows])
 

@@ -19,8 +19,9 @@ def main(seeds: int = 3):
     names = [r["method"] for r in rows]
     means = [r["compute_to_target"][0] if r["compute_to_target"] else float("nan") for r in rows]
     sds = [r["compute_to_target"][1] if r["compute_to_target"] else 0 for r in rows]
-    ax.bar(names, means, yerr=sds, color=["#000000", "#E69F00", "#0072B2", "#56B4E9", "#009E73"])
-    ax.set(ylabel="compute to target (rollout units)",
+    ax.bar(names, [m / 1e6 for m in means], yerr=[s / 1e6 for s in sds],
+           color=["#000000", "#E69F00", "#0072B2", "#56B4E9", "#009E73"])
+    ax.set(ylabel="compute to target (10^6 rollout units)",
            title=f"Population simulator: held-out acc >= {cfg.target}")
     out = [{"method": r["method"], "reached": r["reached"], "seeds": r["seeds"],
             "compute_mean": m, "compute_sd": s,

@@ -33,7 +33,7 @@ def compare_dir(a) -> Path:
     if a.rerun:
         out = ROOT / "paper_figures/out/runs/compare"
         cfg = load_config(demo_config_path(), QUICK_COMPARE)
-        compare(cfg, ["akl", *DEMO_METHODS], seeds=2, out_dir=out)
+        compare(cfg, DEMO_METHODS, seeds=2, out_dir=out)
     if not (out / "comparison.json").exists():
         raise SystemExit(f"{out}/comparison.json not found: run `make demo` or pass --rerun")
     return out
