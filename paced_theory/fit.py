@@ -92,6 +92,7 @@ PARAMS = {
 }
 BETA_FAMILIES = ("beta_ls", "beta_linf", "beta_eff")
 BETA_EFF_MAX = 20.0  # beta_eff searches alpha, beta in [0, BETA_EFF_MAX]
+BETA_EFF_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 8.0)
 GAUSS_MAX_WIDTH = 10.0
 GAUSS_MIN_WIDTH = 1e-3
 KUMA_A_RANGE = (0.01, 50.0)
@@ -518,9 +519,9 @@ def fit_hard(curve: SNRCurve) -> dict[str, float]:
 def fit_beta_eff(curve: SNRCurve) -> dict[str, float]:
     """{alpha, beta} in [0, BETA_EFF_MAX]^2 maximising the achieved efficiency
     eta = E[w rho]^2 / (E[w^2] E[rho^2]) directly (the allocation criterion that the other
-    fits approximate through a log-space residual): a unit-spaced grid on [0, 8]^2, then
-    bounded L-BFGS from the best grid point. It uses every point, p = 0 and p = 1 and
-    snr = 0 included. Ours."""
+    fits approximate through a log-space residual): a grid on [0, 8]^2 dense near 0 plus the
+    log-space fits as starts, then bounded L-BFGS from the best three. It uses every point,
+    p = 0 and p = 1 and snr = 0 included. Ours."""
     m, r, p = curve.mass(), curve.snr, curve.p
     if not np.any(_signal_points(curve)):
         raise InputError(f"{curve.source}: every snr is 0; no kernel beats another")
@@ -534,10 +535,20 @@ def fit_beta_eff(curve: SNRCurve) -> dict[str, float]:
         ww = float(np.dot(m, w * w))
         return -float(np.dot(m, w * r)) ** 2 / ww if ww > 0 else 0.0  # E[rho^2]: a constant
 
-    grid = np.arange(0.0, 8.0 + 1e-9, 1.0)
-    x0 = min(([a, b] for a in grid for b in grid), key=neg_eta)
-    sol = minimize(neg_eta, x0, method="L-BFGS-B", bounds=[(0.0, BETA_EFF_MAX)] * 2)
-    best = sol.x if sol.fun <= neg_eta(x0) else np.array(x0)
+    # eta is not concave in (alpha, beta) (points near p = 0 or 1 make small exponents
+    # matter): a grid dense near 0, the log-space fits as extra starts, L-BFGS from the best 3
+    starts = [[a, b] for a in BETA_EFF_GRID for b in BETA_EFF_GRID]
+    for fitter in (fit_beta_ls, fit_beta_linf):
+        try:
+            prm = fitter(curve)
+        except InputError:  # fewer than 3 usable log-space points
+            continue
+        starts.append([min(prm["alpha"], BETA_EFF_MAX), min(prm["beta"], BETA_EFF_MAX)])
+    best = min(starts, key=neg_eta)
+    for x0 in sorted(starts, key=neg_eta)[:3]:
+        sol = minimize(neg_eta, x0, method="L-BFGS-B", bounds=[(0.0, BETA_EFF_MAX)] * 2)
+        if sol.fun < neg_eta(best):
+            best = sol.x
     return {"alpha": float(best[0]), "beta": float(best[1])}
 
 
