@@ -15,7 +15,14 @@ def _cmd_train(args) -> int:
     overrides = list(args.overrides) + ([f"run.device={args.device}"] if args.device else [])
     cfg = load_config(args.config, overrides)
     out = Path(args.out or f"runs/{cfg.run.name}")
-    summary = train(cfg, out, resume=args.resume)
+    from paced_train.distributed import shutdown
+
+    try:
+        summary = train(cfg, out, resume=args.resume)
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown()  # under torchrun: all ranks meet here before exiting
     if "rank" in summary:  # a torchrun rank other than 0: rank 0 reports and writes
         return 0
     print(json.dumps({k: summary[k] for k in ("steps", "acc", "mean_at_k", "retention",

@@ -88,7 +88,7 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir) -> dict:
             "compute_ratio_to_uniform": ratio,
             "reached_uniform_final": sum(c is not None for c in to_target),
             "flops": _ms([r["flops"] for r in runs[m]]),
-            # a run stops after the step (or refresh) that crosses the budget: the overshoot
+            # a run stops after the step that crosses the budget: the overshoot
             "flops_ratio_to_uniform": _ms([r["flops"] / u for r, u in zip(runs[m], u_flops)]),
             "steps": _ms([r["steps"] for r in runs[m]]),
             "wall_s": _ms([r["wall_s"] for r in runs[m]]),

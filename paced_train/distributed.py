@@ -101,3 +101,15 @@ def all_sum(d: Dist, values, device: torch.device) -> np.ndarray:
 def chunks(n: int, size: int) -> list[range]:
     """The pool's refresh chunks: fixed ranges of `size` (rollouts.chunk) problem indices."""
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def shutdown(wait: bool = True) -> None:
+    """Tear the process group down, after every rank arrives when `wait` (an exit with gloo
+    threads still running can abort with 'terminate called without an active exception').
+    After an error, wait=False: the other ranks may never arrive."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()

@@ -32,8 +32,9 @@ def comparison_markdown(result: dict) -> str:
     lines.append("")
     budgets = ", ".join(f"{f:.3g}" for f in result["budget_flops"])
     lines.append(f"Equal compute per seed: {budgets} FLOPs (the uniform run's); a run stops "
-                 "after the step that crosses it, hence 'FLOPs used' slightly above 1. ± is "
-                 "the standard deviation over seeds (0 with one seed).")
+                 "after the step that crosses it and skips a pass-rate refresh it cannot pay "
+                 "for, so 'FLOPs used' is within a step (or a refresh, when a method runs out "
+                 "of steps) of 1. ± is the standard deviation over seeds (0 with one seed).")
     return "\n".join(lines)
 
 

@@ -207,12 +207,14 @@ class State:
     timers: dict = field(default_factory=lambda: dict.fromkeys(
         ("rollout", "teacher", "student", "eval"), 0.0))
     wall: float = 0.0
+    refresh_flops: float = 0.0  # FLOPs of the last pass-rate refresh (all ranks)
 
     def extra(self, cfg: RunConfig) -> dict:
         return {"table": self.table.state(), "ledger": self.ledger.state(),
                 "references": self.references, "reference_ok": self.reference_ok,
                 "retention_start": self.retention_start, "last_eval": self.last_eval,
-                "timers": self.timers, "wall": self.wall, "config": config_to_toml(cfg)}
+                "timers": self.timers, "wall": self.wall, "refresh_flops": self.refresh_flops,
+                "config": config_to_toml(cfg)}
 
 
 def setup(cfg: RunConfig) -> tuple[Run, State]:
@@ -248,6 +250,7 @@ def resume_state(run: Run, st: State, ckpt: Path) -> None:
     st.references, st.reference_ok = extra["references"], extra["reference_ok"]
     st.retention_start, st.last_eval = extra["retention_start"], extra["last_eval"]
     st.timers, st.wall = extra["timers"], extra["wall"]
+    st.refresh_flops = float(extra.get("refresh_flops", 0.0))
 
 
 # ------------------------------------------------------------------------------ step
@@ -453,8 +456,14 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
         before = st.ledger.row()
         # PACED's overhead: K rollouts per problem per refresh. Uniform weighting never
         # reads pass rates, so it pays for none (equal-compute comparisons charge them).
-        if st.step % cfg.rollouts.refresh_every == 0 and cfg.weights.method != "uniform":
+        # A refresh the FLOPs budget cannot pay for in full (its cost: the last one's) is
+        # skipped, so that runs do not overshoot an equal-compute budget by a refresh.
+        due = st.step % cfg.rollouts.refresh_every == 0 and cfg.weights.method != "uniform"
+        if due and not 0 < cfg.budget.flops < st.ledger.flops + st.refresh_flops:
             refresh_pass_rates(run, st)
+            _sync_ledger(run, st, before)
+            st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
+            before = st.ledger.row()
         st.step += 1
         for g in run.opt.param_groups:
             g["lr"] = lr_at(st.step, cfg)

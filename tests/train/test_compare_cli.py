@@ -33,12 +33,18 @@ def test_tiny_compare_end_to_end(tiny_models, tmp_path, capsys):
                     "compute_ratio_to_uniform", "wall_s", "rollout_share"):
             assert key in r, (m, key)
         assert len(r["runs"]) == 2
-    # equal compute: every method stopped at (or just past) the uniform run's FLOPs
+    # equal compute: every method stopped just past the uniform run's FLOPs, or (random tiny
+    # students solve nothing, so PACED drops every problem and pays only for refreshes)
+    # skipped the refresh it could not pay for and ran out of steps below it
+    from paced_train.compare import STEP_HEADROOM
+
     budget = out["budget_flops"]
     for m in ("paced", "two-stage"):
         runs = out["methods"][m]["runs"]
         summaries = [json.loads(open(f"{d}/summary.json").read()) for d in runs]
-        assert all(s["flops"] >= b for s, b in zip(summaries, budget))
+        for s, b in zip(summaries, budget):
+            assert s["flops"] <= 1.05 * b
+            assert s["flops"] >= b or s["steps"] == 8 * STEP_HEADROOM
     assert (tmp_path / "cmp" / "comparison.md").read_text().startswith("| method |")
     assert (tmp_path / "cmp" / "accuracy_vs_compute.png").stat().st_size > 1000
     assert "| uniform |" in capsys.readouterr().out

@@ -341,3 +341,18 @@ def test_jsonl_problems_and_retention_set(tiny_cfg, tmp_path):
     keep.write_text('{"prompt": "x", "answer": "y"}\nnot json\n')
     with pytest.raises(InputError, match=r"r\.jsonl:2"):
         build_problems(tiny_cfg(f'data.retention_jsonl="{keep}"'))
+
+
+def test_a_refresh_the_budget_cannot_pay_for_is_skipped(tiny_cfg, tmp_path):
+    """Random tiny students solve nothing, so PACED drops every problem and only refreshes
+    cost FLOPs. With a budget of 2.5 refreshes the third refresh is skipped (it used to run
+    and overshoot the budget by 20 %); the run then ends on budget.steps."""
+    first = train(tiny_cfg("weights.method=paced", "budget.steps=4"), tmp_path / "one")
+    per_refresh = first["flops"]  # steps 1-4: one refresh at step 0, nothing else paid
+    assert per_refresh > 0 and first["steps"] == 4
+    cfg = tiny_cfg("weights.method=paced", "budget.steps=12",
+                   f"budget.flops={2.5 * per_refresh}")
+    s = train(cfg, tmp_path / "capped")
+    # two refreshes (their costs differ a little: sampled completion lengths vary)
+    assert 1.8 * per_refresh < s["flops"] <= cfg.budget.flops
+    assert s["steps"] == 12
