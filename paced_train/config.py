@@ -42,6 +42,7 @@ class DataSection:
     n_eval_per_cell: int = 16
     n_retention: int = 64
     jsonl: str = ""               # a JSONL problem file instead of the arithmetic suite
+    extract: str = "first"        # JSONL answers: the first | last number of a completion
     retention_jsonl: str = ""     # a JSONL file of retention problems (forgetting) instead
                                   # of n_retention built-in `compare` problems
 
@@ -151,6 +152,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("loss", "switch_unit"): ("steps", "compute"),
     ("probe", "loss"): ("forward", "reverse"),
     ("loss", "privileged"): ("none", "answer"),
+    ("data", "extract"): ("first", "last"),
 }
 # keys that may change between a run and its --resume (they do not change what is computed)
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",

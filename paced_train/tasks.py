@@ -42,6 +42,7 @@ class Problem:
     answer: str  # the true answer, in the usual digit order
     difficulty: int
     skill: str
+    extract: str = "first"  # free-form answers: the "first" or the "last" number counts
 
 
 # ------------------------------------------------------------------------ generation
@@ -166,9 +167,11 @@ def privileged_prompt(problem: Problem, template: str) -> str:
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, which: str = "first") -> str | None:
     """The answer in a free-form completion: the text after '####' if present; then a leading
-    comparison sign, else the first number (commas dropped), else the first line."""
+    comparison sign, else the first number (which="first") or the last one (which="last":
+    for chatty models that restate the question, "3 + 4 = 7"), commas dropped, else the
+    first line."""
     if "####" in text:
         text = text.split("####", 1)[1]
     text = text.strip()
@@ -176,9 +179,9 @@ def extract_answer(text: str) -> str | None:
         return None
     if text[0] in "<>=":
         return text[0]
-    m = _NUM.search(text)
-    if m:
-        return m.group(0).replace(",", "")
+    nums = _NUM.findall(text)
+    if nums:
+        return (nums[-1] if which == "last" else nums[0]).replace(",", "")
     return text.splitlines()[0].strip()
 
 
@@ -191,7 +194,7 @@ def verify(problem: Problem, completion: str) -> bool:
     if problem.skill in REVERSED:
         got = completion.strip()
         return got.isascii() and got.isdigit() and got[::-1] == problem.answer
-    got = extract_answer(completion)
+    got = extract_answer(completion, problem.extract)
     if got is None:
         return False
     want = problem.answer.strip()
@@ -202,7 +205,7 @@ def verify(problem: Problem, completion: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- JSONL
-def load_jsonl(path) -> list[Problem]:
+def load_jsonl(path, extract: str = "first") -> list[Problem]:
     """User problems, one JSON object per line: {"prompt": ..., "answer": ...}, or the GSM8K
     layout {"question": ..., "answer": "worked solution ... #### 42"} (the answer is what
     follows '####'). Optional "id" and integer "difficulty" (default 1). Blank lines are
@@ -244,7 +247,7 @@ def load_jsonl(path) -> list[Problem]:
         if pid in seen:
             raise InputError(f"{where}: duplicate id {pid!r}; ids must be unique")
         seen.add(pid)
-        out.append(Problem(pid, prompt, answer, difficulty, "jsonl"))
+        out.append(Problem(pid, prompt, answer, difficulty, "jsonl", extract))
     if not out:
         raise InputError(f"{path}: no problems found (expected one JSON object per line)")
     return out

@@ -148,12 +148,12 @@ def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[P
     data.retention_jsonl, else n_retention built-in `compare` problems."""
     d = cfg.data
     if d.jsonl:
-        problems = load_jsonl(d.jsonl)
+        problems = load_jsonl(d.jsonl, d.extract)
     else:
         problems = arithmetic_suite(cfg.run.seed, d.n_train_per_cell + d.n_eval_per_cell,
                                     d.add_digits, d.mul_digits)
     train, heldout = split(problems, d.n_eval_per_cell, cfg.run.seed)
-    retention = (load_jsonl(d.retention_jsonl) if d.retention_jsonl else
+    retention = (load_jsonl(d.retention_jsonl, d.extract) if d.retention_jsonl else
                  retention_suite(cfg.run.seed, d.n_retention))
     return train, heldout, retention
 

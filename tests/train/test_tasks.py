@@ -135,6 +135,20 @@ def test_extract_answer():
     assert extract_answer("   ") is None and extract_answer("#### ") is None
 
 
+def test_last_number_for_chatty_models(tmp_path):
+    """SmolLM2 restates the question ("3 + 4 = 7"): the first number is an operand."""
+    assert extract_answer("3 + 4 = 7") == "3"
+    assert extract_answer("3 + 4 = 7", "last") == "7"
+    assert extract_answer("The sum of 2 and 8 is 1,010.", "last") == "1010"
+    assert extract_answer("work 7 #### 12", "last") == "12"
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "What is 3+4?", "answer": 7}\n')
+    first, last = load_jsonl(f)[0], load_jsonl(f, "last")[0]
+    assert first.extract == "first" and last.extract == "last"
+    assert not verify(first, "3 + 4 = 7") and verify(last, "3 + 4 = 7")
+    assert verify(last, "7") and not verify(last, "7, not 8")
+
+
 def test_verify_free_form_numeric_and_text():
     p = Problem("q", "How many?", "1000", 1, "jsonl")
     assert verify(p, "It is 1,000 apples") and verify(p, "#### 1000.0")
