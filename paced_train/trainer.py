@@ -8,9 +8,13 @@ Data flow (DESIGN.md), one step:
   -> sequences: the teacher's greedy reference (generated at first use, cached per problem)
      for forward KL / AKL / JSD / skew; one fresh student sample per problem for reverse
      KL (the sample is a rollout too: it updates the pass-rate table)
-  -> teacher logits on those sequences -> student logits -> per-sequence divergence
-     (losses.py) -> sum_i w_i L_i / normaliser -> AdamW step (warmup, clipping)
+  -> teacher logits on its view of the problems (with loss.privileged = "answer" the prompt
+     plus the reference answer; models.teacher = "self" is the frozen initial student)
+     -> student logits on the plain prompts; both only at the completion tokens, aligned
+     -> per-sequence divergence (losses.py) -> sum_i w_i L_i / normaliser -> AdamW step
   -> metrics.jsonl row with the compute ledger; eval, checkpoint, progress bar when due.
+Under torchrun the ranks split rollouts and candidates and keep weights, normaliser and
+ledger global (distributed.py); rank 0 alone writes.
 
 Reproducibility: every random draw of step s comes from a generator seeded by
 (run.seed, s, stream) (batch order, refresh rollouts, on-policy samples, eval samples), so
