@@ -29,8 +29,9 @@ def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int
     """k completions per problem, in order (problem 0's k, then problem 1's, ...).
 
     Returns (ok, completions, tokens): ok a bool array (len(problems) * k,), completions the
-    token lists (eos included when produced), tokens the positions processed (each prompt
-    once, then each generated token: what KV-cached generation costs). Temperature 0 is
+    token lists (eos included when produced), tokens the positions processed (each distinct
+    prompt once, its k rollouts share the prefill; then each generated token: what
+    KV-cached generation costs). Temperature 0 is
     greedy. On CUDA the forward passes run under bf16 autocast."""
     was_training = model.training
     model.eval()
@@ -44,7 +45,8 @@ def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int
             out = model.generate(chunk, max_new_tokens, temperature=temperature, top_p=top_p,
                                  generator=generator, eos_id=tok.eos_id, pad_id=tok.pad_id)
             comps += out
-            tokens += sum(len(p) for p in chunk) + sum(len(c) for c in out)
+            # a prompt repeated in the chunk (K rollouts) is prefilled once by generate
+            tokens += sum(len(p) for p in set(map(tuple, chunk))) + sum(len(c) for c in out)
     model.train(was_training)
     ok = np.array([verify(problems[j // k], tok.decode(c)) for j, c in enumerate(comps)],
                   dtype=bool)

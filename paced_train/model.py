@@ -126,7 +126,9 @@ class GPT(nn.Module):
         a batch of prompts. temperature 0 is greedy decoding; otherwise each token is drawn
         from softmax(logits / temperature) restricted to the top-p nucleus, with `generator`
         as the only source of randomness. One prompt pass fills the KV cache, then each new
-        token costs one single-position forward pass. Generation stops at the block size."""
+        token costs one single-position forward pass. A prompt repeated in the batch (the K
+        rollouts of one problem) is prefilled once and its cache copied to its rows (the
+        same values; K times less prompt work). Generation stops at the block size."""
         if temperature < 0 or not 0.0 < top_p <= 1.0:
             raise InputError(f"generate: need temperature >= 0 and 0 < top_p <= 1 "
                              f"(got temperature={temperature}, top_p={top_p})")
@@ -137,14 +139,22 @@ class GPT(nn.Module):
         device = self.wte.weight.device
         B, L = len(prompts), max(len(p) for p in prompts)
         max_new_tokens = min(max_new_tokens, self.config.block_size - L)
-        idx = torch.full((B, L), pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros(B, L, dtype=torch.long, device=device)
-        for i, p in enumerate(prompts):
+        first: dict[tuple, int] = {}
+        inverse = [first.setdefault(tuple(p), len(first)) for p in prompts]
+        U = len(first)
+        idx = torch.full((U, L), pad_id, dtype=torch.long, device=device)
+        mask = torch.zeros(U, L, dtype=torch.long, device=device)
+        for i, p in enumerate(first):
             idx[i, L - len(p):] = torch.tensor(p, device=device)
             mask[i, L - len(p):] = 1
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         caches = [{} for _ in self.blocks]
         logits = self(idx, attn_mask=mask, pos=pos, caches=caches)[:, -1]
+        if U < B:  # copy each distinct prompt's cache and logits to its rows
+            inv = torch.tensor(inverse, device=device)
+            logits, mask, pos = logits[inv], mask[inv], pos[inv]
+            for c in caches:
+                c["k"], c["v"] = c["k"][inv], c["v"][inv]
         out = torch.full((B, max(max_new_tokens, 0)), pad_id, dtype=torch.long, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         length = torch.zeros(B, dtype=torch.long, device=device)  # tokens kept per row

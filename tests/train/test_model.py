@@ -174,3 +174,27 @@ def test_shipped_path():
     assert shipped_path("student").parent.name == "assets"
     with pytest.raises(InputError, match="teacher or student"):
         shipped_path("oracle")
+
+
+def test_repeated_prompts_share_one_prefill_without_changing_the_law(m):
+    """K copies of a prompt are prefilled once: their first tokens are K draws from the
+    prompt's next-token distribution (Monte Carlo against softmax of a plain forward pass),
+    other prompts in the batch are unaffected, and the ledger counts the prompt once."""
+    from paced_train.evaluate import generate_and_verify
+    from paced_train.tasks import Problem
+
+    p, q = TOK.encode_prompt("12+3="), TOK.encode_prompt("7*8=")
+    K = 4000
+    out = m.generate([p] * K + [q], 1, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                     eos_id=TOK.eos_id, pad_id=TOK.pad_id)
+    probs = torch.softmax(m(torch.tensor([p]))[0, -1].double(), -1)
+    counts = torch.bincount(torch.tensor([o[0] for o in out[:K]]), minlength=probs.numel())
+    se = (probs * (1 - probs) / K).sqrt()
+    assert ((counts / K - probs).abs() <= 5 * se + 1e-3).all()
+    (alone,) = m.generate([q], 6, temperature=0.0, eos_id=TOK.eos_id, pad_id=TOK.pad_id)
+    mixed = m.generate([p] * 3 + [q], 6, temperature=0.0, eos_id=TOK.eos_id, pad_id=TOK.pad_id)
+    assert mixed[3] == alone and mixed[0] == mixed[1] == mixed[2]
+    prob = Problem("x", "12+3=", "15", 2, "add")
+    _, comps, tokens = generate_and_verify(m, TOK, [prob], 6, k=5, temperature=1.0,
+                                           generator=torch.Generator().manual_seed(1))
+    assert tokens == len(p) + sum(len(c) for c in comps)
