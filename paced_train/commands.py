@@ -104,7 +104,8 @@ def _cmd_models(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training subcommands to the `paced` parser."""
-    p = sub.add_parser("train", help="one distillation run from a TOML config")
+    p = sub.add_parser("train", help="one distillation run from a TOML config (data-parallel "
+                       "under torchrun --nproc_per_node N -m paced_train.cli train ...)")
     p.add_argument("config", help="TOML config (see configs/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--out", help="run directory (default runs/<run.name>)")
