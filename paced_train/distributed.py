@@ -42,27 +42,34 @@ class Dist:
         return self.rank == 0
 
 
-def init(device_name: str) -> tuple[Dist, torch.device]:
-    """(Dist, device) from torchrun's environment; a single process when WORLD_SIZE is unset
-    or 1. Under torchrun each rank uses cuda:LOCAL_RANK (NCCL) or the CPU (gloo)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
+def resolve_device(name: str) -> torch.device:
+    """run.device: auto (CUDA when available, else CPU), cpu, or cuda."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device = cuda, but torch sees no CUDA device; use cpu or auto")
-    if use_cuda:
+    return torch.device(name)
+
+
+def init(device_name: str) -> tuple[Dist, torch.device]:
+    """(Dist, device) from torchrun's environment; a single process (and resolve_device)
+    when WORLD_SIZE is unset or 1. Under torchrun each rank uses cuda:LOCAL_RANK (NCCL) or
+    the CPU (gloo)."""
+    device = resolve_device(device_name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
         if local >= torch.cuda.device_count():
             raise ConfigError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA "
                               "devices; start torchrun with --nproc_per_node <= that")
         torch.cuda.set_device(local)
-    device = torch.device(f"cuda:{local}" if use_cuda and world > 1 else
-                          ("cuda" if use_cuda else "cpu"))
-    if world <= 1:
-        return Dist(), device
+        device = torch.device(f"cuda:{local}")
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), local), device
 
 

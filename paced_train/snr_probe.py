@@ -32,12 +32,12 @@ import torch
 from paced_theory.errors import ConfigError
 from paced_train import losses
 from paced_train.config import RunConfig
+from paced_train.distributed import resolve_device
 from paced_train.evaluate import generate_and_verify
 from paced_train.trainer import (
     Run,
     build_problems,
     load_models,
-    resolve_device,
     student_logits,
     teacher_logits,
     teacher_view,

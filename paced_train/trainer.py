@@ -65,15 +65,6 @@ STREAMS = {"data": 1, "refresh": 2, "onpolicy": 3, "eval": 4, "dropout": 5}
 
 
 # ----------------------------------------------------------------------------- setup
-def resolve_device(name: str) -> torch.device:  # single-process callers (snr-probe)
-    """run.device: auto (CUDA when available, else CPU), cpu, or cuda."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device = cuda, but torch sees no CUDA device; use cpu or auto")
-    return torch.device(name)
-
-
 def load_model_spec(spec: str, device):
     """A [models] entry -> (model, tokenizer): 'shipped:student' | 'shipped:teacher', one of
     our .safetensors files, or a local Hugging Face directory / .gguf (paced_train.hf)."""
@@ -383,27 +374,25 @@ def distill_step(run: Run, st: State, batch: list[Problem], weights: np.ndarray,
         per_seq = divergence(kind, s_logits, t_logits, mask, cfg)
         w = torch.as_tensor(weights, dtype=torch.float32, device=device)
         # W * (this rank's share): DDP averages gradients over the W ranks
-        loss = losses.weighted_loss(per_seq, w, norm) * d.world
-        total = float(distributed.all_sum(d, [loss.item()], device)[0]) / d.world
-        # checked on the global value (before backward: the weights stay good) so that all
-        # ranks stop together
-        _check_finite(torch.tensor(total), "loss", st.step)
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), clip)
-        _check_finite(grad_norm, "gradient norm", st.step)
-        run.opt.step()
+        total, grad_norm = _update(run, st, losses.weighted_loss(per_seq, w, norm) * d.world)
     st.ledger.student_step(n_tokens)
-    return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm.item()}
+    return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
 
 
 def _idle_step(run: Run, st: State) -> dict:
     """A rank with no kept problem this step while others have some (distributed only): it
     joins the gradient all-reduce with zero gradients and takes the same optimizer step."""
     x = torch.full((1, 1), run.tok.pad_id, dtype=torch.long, device=run.device)
-    loss = run.student_fwd(x).float().sum() * 0.0
-    total = float(distributed.all_sum(run.dist, [0.0], run.device)[0]) / run.dist.world
+    total, grad_norm = _update(run, st, run.student_fwd(x).float().sum() * 0.0)
+    return {"loss": total, "loss_kind": loss_kind(run.cfg, st), "grad_norm": grad_norm}
+
+
+def _update(run: Run, st: State, loss: torch.Tensor) -> tuple[float, float]:
+    """backward + clip + AdamW step on this rank's loss; returns (global loss, grad norm).
+    Both checks see global values (the loss summed over ranks, the all-reduced gradient),
+    so every rank stops together; the loss is checked before backward: weights stay good."""
+    d = run.dist
+    total = float(distributed.all_sum(d, [loss.item()], run.device)[0]) / d.world
     _check_finite(torch.tensor(total), "loss", st.step)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -411,7 +400,7 @@ def _idle_step(run: Run, st: State) -> dict:
     grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), clip)
     _check_finite(grad_norm, "gradient norm", st.step)
     run.opt.step()
-    return {"loss": total, "loss_kind": loss_kind(run.cfg, st), "grad_norm": grad_norm.item()}
+    return total, grad_norm.item()
 
 
 def _check_finite(x: torch.Tensor, what: str, step: int) -> None:

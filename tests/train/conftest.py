@@ -16,6 +16,16 @@ from paced_train.tokenizer import default_tokenizer
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models and tensors here are tiny: intra-op threads only add contention (and the
+    suite runs two workers on two cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")

@@ -45,8 +45,7 @@ def _rows(run: Path, kind: str) -> list[dict]:
             if r["kind"] == kind]
 
 
-def _single(out: Path, overrides: list[str]) -> None:
-    torch.set_num_threads(1)
+def _single(out: Path, overrides: list[str]) -> None:  # one thread: conftest.one_thread
     train(load_config(ROOT / "configs" / "tiny.toml", [*overrides, "run.device=cpu"]), out)
 
 

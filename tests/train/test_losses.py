@@ -19,14 +19,6 @@ from paced_theory.errors import ConfigError, InputError
 SET = settings(max_examples=25, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: intra-op threads only add contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 # name -> callable(s, t, m, **kw); every loss in the module, in both directions where it has one
 LOSSES = {
     "fkl": lambda s, t, m, **k: L.token_kl(s, t, m, "forward", **k),

@@ -27,14 +27,6 @@ TINY = Recipe(n_layer=1, n_head=2, n_embd=32, steps=120, batch_size=32, lr=1e-2,
               mixture={"add:1": 1.0, "compare:3": 1.0})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_tiny_recipe_learns_writes_and_reloads(tmp_path):
     out = tmp_path / "m.safetensors"
     meta = pretrain("student", out, seed=1, recipe=TINY, progress=False)

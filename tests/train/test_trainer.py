@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import paced_train.distributed as distributed
 import paced_train.evaluate as evaluate_mod
 import paced_train.trainer as trainer
 from paced_theory.errors import ConfigError, PacedError
@@ -27,15 +28,6 @@ STEP_KEYS = {"kind", "step", "rollout_tokens", "teacher_tokens", "student_fwd_to
              "student_bwd_tokens", "flops", "loss", "n_kept", "n_dropped"}
 EVAL_KEYS = {"kind", "step", "flops", "acc", "acc_by_difficulty", "mean_at_k", "retention",
              "forgetting"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread (no thread-pool contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture
@@ -309,11 +301,11 @@ def test_progress_bar_and_device_resolution(tiny_cfg, tmp_path, capsys):
           tmp_path / "r")
     err = capsys.readouterr().err
     assert "loss" in err and "acc" in err and " p " in err
-    assert trainer.resolve_device("cpu") == torch.device("cpu")
+    assert distributed.resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
-        assert trainer.resolve_device("auto") == torch.device("cpu")
+        assert distributed.resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="cuda"):
-            trainer.resolve_device("cuda")
+            distributed.resolve_device("cuda")
 
 
 def test_data_order_covers_every_problem_once_per_epoch():
