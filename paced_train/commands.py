@@ -74,13 +74,11 @@ def _cmd_snr_probe(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    import torch
-
+    from paced_train.distributed import resolve_device
     from paced_train.pretrain import pretrain
 
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
-    meta = pretrain(args.role, args.out, seed=args.seed, steps=args.steps, device=device)
+    meta = pretrain(args.role, args.out, seed=args.seed, steps=args.steps,
+                    device=resolve_device(args.device))
     print(json.dumps(meta["accuracy"], indent=2))
     return 0
 
@@ -88,8 +86,6 @@ def _cmd_pretrain(args) -> int:
 def _cmd_models(args) -> int:
     from paced_train import fetch
 
-    if args.name != "smollm2":  # argparse choices keep this unreachable; kept for callers
-        raise ValueError(args.name)
     if args.action == "path":
         path = fetch.cached_smollm2(args.cache_dir)
         if path is None:

@@ -200,25 +200,23 @@ def predicted_kernel(loss: str) -> tuple[str, float, float]:
 
 
 def fit_and_plot(out_dir: Path, bins: list[dict], loss: str) -> dict:
-    from paced_theory.fit import SNRCurve, fit_families
+    """Fit kernel families to the measured bins, score the theory's kernel on them (its
+    achieved efficiency), draw snr.png; returns what probe.json stores under "fit"."""
+    from paced_theory.fit import SNRCurve, achieved_efficiency, fit_families
+    from paced_theory.kernels import beta_kernel
 
     # all bins, the end points included: problems at p_hat = 0 or 1 are part of the population
     # a weighting pays for, and their (near-zero) SNR is what pushes alpha, beta above 0
     usable = [b for b in bins if np.isfinite(b["snr"])]
     name, a_pred, b_pred = predicted_kernel(loss)
     fit = {"predicted": {"model": name, "alpha": a_pred, "beta": b_pred}}
-    if usable:  # how the theory's kernel does on the measured curve
-        from paced_theory.fit import SNRCurve, achieved_efficiency, family_kernel
-
-        full = SNRCurve(np.array([b["p"] for b in usable]),
-                  np.array([max(b["snr"], 0.0) for b in usable]),
-                  np.array([b["n"] for b in usable], dtype=float))
-        w = family_kernel("beta_ls", {"alpha": a_pred, "beta": b_pred}, full.p)
-        fit["predicted"]["efficiency"] = achieved_efficiency(w, full) if full.snr.any() else None
+    curve = SNRCurve(np.array([b["p"] for b in usable]),
+                     np.array([max(b["snr"], 0.0) for b in usable]),
+                     np.array([b["n"] for b in usable], dtype=float)) if usable else None
+    if curve is not None and curve.snr.any():
+        fit["predicted"]["efficiency"] = achieved_efficiency(
+            beta_kernel(curve.p, a_pred, b_pred), curve)
     if sum(b["snr"] > 0 and 0 < b["p"] < 1 for b in usable) >= 3:
-        curve = SNRCurve(np.array([b["p"] for b in usable]),
-                         np.array([max(b["snr"], 0.0) for b in usable]),
-                         np.array([b["n"] for b in usable], dtype=float))
         res = fit_families(curve, n_boot=200, seed=0,
                            families=("beta_eff", "beta_ls", "beta_linf", "hard", "uniform"))
         fit.update({k: {"params": r.params, "efficiency": r.efficiency,
