@@ -30,6 +30,7 @@ from paced_theory.estimation import efficiency_table
 from paced_theory.fit import SNRCurve, chebyshev_beta, fit_families
 from paced_theory.kernels import beta_kernel
 from paced_theory.models import m1, m2
+from paced_theory.snr import bin_snr
 
 SNR_MODELS = [
     ("M1, tau2=0", lambda: m1(K=8, sigma2=1.0, tau2=0.0)),
@@ -83,20 +84,13 @@ def robustness_section(deltas=(0.05, 0.1, 0.2, 0.3, 0.5)) -> str:
 
 
 def measured_curve(model, n_bins: int = 19, n_problems: int = 400, seed: int = 0) -> SNRCurve:
-    """Monte Carlo SNR per pass-rate bin from the model's gradient sampler.
-
-    Signal ||mean||^2 is bias-corrected by subtracting tr Cov / n (E||g_bar||^2 =
-    ||E g||^2 + tr Cov / n), exactly what the empirical probe of THEORY.md section 6 does.
-    """
+    """Monte Carlo SNR per pass-rate bin from the model's gradient sampler, estimated per
+    bin by paced_theory.snr.bin_snr (the estimator the probe uses on real students)."""
     rng = np.random.default_rng(seed)
     ps = np.linspace(0.05, 0.95, n_bins)
     snr = np.empty(n_bins)
     for i, p in enumerate(ps):
-        g = model.sample_gradients(float(p), n_problems, rng)
-        mean = g.mean(axis=0)
-        trcov = g.var(axis=0, ddof=1).sum()
-        signal = max(float(mean @ mean - trcov / n_problems), 0.0)
-        snr[i] = signal / trcov
+        snr[i] = bin_snr(model.sample_gradients(float(p), n_problems, rng), n_boot=0)["snr"]
     return SNRCurve(p=ps, snr=snr, count=np.full(n_bins, n_problems, dtype=float), se=None)
 
 

@@ -9,12 +9,9 @@ section 6), on a real student.
    with a random sign; `probe.sketch_hashes` independent hashes averaged). It is linear and
    unbiased for inner products, E <Sx, Sy> = <x, y>, costs O(D) per gradient, and needs no
    d x D matrix. With probe.sketch_dim = 0 the exact gradients are used.
-4. Bins by p_hat (with K rollouts the natural bins are the K+1 values c/K). In a bin of n
-   problems with (sketched) gradients g_1..g_n:
-       noise  = tr Cov_hat = sum_j var_hat(g_.j)              (ddof = 1, unbiased)
-       signal = ||g_bar||^2 - noise / n                        (unbiased for ||E g||^2)
-       SNR    = signal / noise   (clipped at 0 when the bias correction overshoots)
-   with percentile bootstrap intervals from resampling the bin's problems.
+4. Bins by p_hat (with K rollouts the natural bins are the K+1 values c/K); per bin the
+   unbiased signal ||E g||^2, noise tr Cov g and their ratio, with bias-corrected bootstrap
+   intervals over the bin's problems: paced_theory.snr.bin_snr.
 5. Writes snr.csv (p, snr, count, se: the format `paced fit` reads), snr.png with the
    intervals, the fitted kernels and the theory's predicted kernel, and probe.json.
 """
@@ -30,6 +27,7 @@ import numpy as np
 import torch
 
 from paced_theory.errors import ConfigError
+from paced_theory.snr import bin_snr
 from paced_train import losses
 from paced_train.config import RunConfig
 from paced_train.distributed import resolve_device
@@ -59,39 +57,6 @@ class CountSketch:
             out[h].index_add_(0, self.bucket[h], self.sign[h] * x)
         # averaging s hashes scaled by 1/sqrt(s) keeps E <Sx, Sy> = <x, y>
         return out.reshape(-1) / self.hashes**0.5
-
-
-def bin_snr(G: np.ndarray, n_boot: int = 200, rng: np.random.Generator | None = None) -> dict:
-    """Unbiased signal/noise/SNR of the rows of G (n, d) and 95 % bootstrap intervals.
-
-    The interval is a bias-corrected bootstrap: on a resample, the estimator's expectation is
-    the PLUG-IN ||g_bar||^2, higher than our unbiased signal by noise / n, so plain
-    percentiles sit above the estimate (they covered a true SNR ~ 0.001 in < 30 % of cases in
-    tests/train/test_snr_probe.py's simulation). The unclipped replicates are shifted by
-    their mean's excess over the estimate before taking percentiles; then clipped at 0."""
-    n = G.shape[0]
-    if n < 2:
-        return {"n": n, "signal": np.nan, "noise": np.nan, "snr": np.nan, "lo": np.nan,
-                "hi": np.nan, "se": np.nan}
-
-    def stats(X):
-        noise = float(X.var(axis=0, ddof=1).sum())
-        mean = X.mean(axis=0)
-        signal = float(mean @ mean) - noise / X.shape[0]
-        return signal, noise, signal / noise if noise > 0 else np.nan  # unclipped ratio
-
-    signal, noise, raw = stats(G)
-    rng = rng or np.random.default_rng(0)
-    boots = np.array([stats(G[rng.integers(0, n, n)])[2] for _ in range(n_boot)])
-    boots = boots[np.isfinite(boots)]
-    if boots.size and np.isfinite(raw):
-        shifted = boots - (boots.mean() - raw)
-        lo, hi = (max(float(q), 0.0) for q in np.percentile(shifted, [2.5, 97.5]))
-    else:
-        lo = hi = np.nan
-    return {"n": n, "signal": signal, "noise": noise,
-            "snr": max(raw, 0.0) if np.isfinite(raw) else np.nan, "lo": lo, "hi": hi,
-            "se": float(boots.std(ddof=1)) if boots.size > 1 else np.nan}
 
 
 def stratify(c: np.ndarray, K: int, max_per_bin: int, rng: np.random.Generator) -> np.ndarray:
@@ -210,18 +175,30 @@ def fit_and_plot(out_dir: Path, bins: list[dict], loss: str) -> dict:
     usable = [b for b in bins if np.isfinite(b["snr"])]
     name, a_pred, b_pred = predicted_kernel(loss)
     fit = {"predicted": {"model": name, "alpha": a_pred, "beta": b_pred}}
-    curve = SNRCurve(np.array([b["p"] for b in usable]),
-                     np.array([max(b["snr"], 0.0) for b in usable]),
-                     np.array([b["n"] for b in usable], dtype=float)) if usable else None
+    curve = None
+    if usable:
+        # the same curve `paced fit snr.csv` reads: mu by count; log-space fit weights
+        # snr^2 / se^2 (delta method) when every bin has a usable bootstrap se, else by count
+        snr = np.array([max(b["snr"], 0.0) for b in usable])
+        se = np.array([b["se"] for b in usable], dtype=float)
+        se_ok = bool(np.all(np.isfinite(se)) and not np.any((se == 0) & (snr > 0)))
+        curve = SNRCurve(np.array([b["p"] for b in usable]), snr,
+                         np.array([b["n"] for b in usable], dtype=float), se if se_ok else None)
+        fit["fit_weights"] = "snr^2/se^2" if se_ok else "count"
     if curve is not None and curve.snr.any():
         fit["predicted"]["efficiency"] = achieved_efficiency(
             beta_kernel(curve.p, a_pred, b_pred), curve)
     if sum(b["snr"] > 0 and 0 < b["p"] < 1 for b in usable) >= 3:
         res = fit_families(curve, n_boot=200, seed=0,
                            families=("beta_eff", "beta_ls", "beta_linf", "hard", "uniform"))
+        common = [n for n in next(iter(res.values())).notes
+                  if all(n in r.notes for r in res.values())]  # about the curve, not a family
+        fit["notes"] = common
         fit.update({k: {"params": r.params, "efficiency": r.efficiency,
                         "guaranteed_efficiency": r.guaranteed_efficiency,
-                        "intervals": r.intervals} for k, r in res.items()})
+                        "intervals": r.intervals,
+                        "notes": [n for n in r.notes if n not in common]}
+                    for k, r in res.items()})
     else:
         fit["note"] = "fewer than 3 interior bins with positive SNR: no fit"
     _plot(out_dir / "snr.png", bins, fit)

@@ -1,6 +1,7 @@
 """Figure 1: SNR against pass rate for the theory models. Closed forms as lines, Monte Carlo
-estimates (per-bin bias-corrected ||mean||^2 / tr Cov from the models' gradient samplers) as
-points with 95 % bootstrap intervals. Each curve is divided by its closed-form maximum.
+estimates (paced_theory.snr.bin_snr on the models' sampled gradients, the probe's estimator)
+as points with 95 % bias-corrected bootstrap intervals. Each curve is divided by its
+closed-form maximum.
 
     python -m paper_figures.fig1_snr_models
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from paced_theory.models import m1, m2
+from paced_theory.snr import bin_snr
 from paper_figures.style import figure, save
 
 MODELS = [("M1, tau2=0", lambda: m1(tau2=0.0)), ("M1, tau2=0.5", lambda: m1(tau2=0.5)),
@@ -18,15 +20,9 @@ MODELS = [("M1, tau2=0", lambda: m1(tau2=0.0)), ("M1, tau2=0.5", lambda: m1(tau2
 
 
 def mc_snr(model, p, n, rng, n_boot=100):
-    g = model.sample_gradients(p, n, rng)
-
-    def snr(x):
-        noise = x.var(axis=0, ddof=1).sum()
-        m = x.mean(axis=0)
-        return max(m @ m - noise / len(x), 0.0) / noise
-
-    boots = [snr(g[rng.integers(0, n, n)]) for _ in range(n_boot)]
-    return snr(g), *np.percentile(boots, [2.5, 97.5])
+    """(SNR, lo, hi) of n sampled gradients at pass rate p: the probe's estimator."""
+    b = bin_snr(model.sample_gradients(p, n, rng), n_boot, rng)
+    return b["snr"], b["lo"], b["hi"]
 
 
 def main(n_problems: int = 400, seed: int = 0):
