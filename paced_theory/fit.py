@@ -23,6 +23,7 @@ paced_theory.kernels; a free log-scale c is always profiled out since eta ignore
                 alpha, beta >= 0 (scipy lsq_linear, bounded-variable LS).
   beta_eff      alpha, beta in [0, 20] maximising the achieved efficiency eta itself (grid,
                 then bounded L-BFGS); uses every point, the ends and snr = 0 included.
+                A result on the cap 20 (BETA_EFF_MAX) is flagged in FitResult.notes.
   beta_linf     the Chebyshev (L-infinity) fit of log rho by {log p, log(1-p), 1}:
                 minimise t s.t. |log rho_i - alpha log p_i - beta log(1-p_i) - c| <= t,
                 alpha, beta >= 0: a linear program (scipy linprog, HiGHS). Since
@@ -69,10 +70,12 @@ from scipy.optimize import linprog, lsq_linear, minimize, minimize_scalar
 from paced_theory.efficiency import PassRateMeasure, efficiency
 from paced_theory.errors import InputError
 from paced_theory.kernels import (
+    _log_beta,
     beta_kernel,
     gaussian_bump,
     hard_band,
     kumaraswamy_kernel,
+    log_beta_kernel,
     sqrt_variance_kernel,
     uniform_kernel,
 )
@@ -321,10 +324,7 @@ def log_family_kernel(family: str, params: dict, p) -> np.ndarray:
             alog = a * np.log(p)
             return alog + (b * np.log(-np.expm1(alog)) if b > 0 else 0.0)
         if family in BETA_FAMILIES:
-            a, b = params["alpha"], params["beta"]
-            la = a * np.log(p) if a > 0 else np.zeros_like(p)
-            lb = b * np.log1p(-p) if b > 0 else np.zeros_like(p)
-            return la + lb
+            return log_beta_kernel(p, params["alpha"], params["beta"])
         return np.log(family_kernel(family, params, p))
 
 
@@ -525,13 +525,9 @@ def fit_beta_eff(curve: SNRCurve) -> dict[str, float]:
     m, r, p = curve.mass(), curve.snr, curve.p
     if not np.any(_signal_points(curve)):
         raise InputError(f"{curve.source}: every snr is 0; no kernel beats another")
-    with np.errstate(divide="ignore"):
-        lp, lq = np.log(p), np.log1p(-p)
 
     def neg_eta(x):  # eta in closed form (achieved_efficiency, without its validation)
-        la = x[0] * lp if x[0] > 0 else np.zeros_like(p)
-        lb = x[1] * lq if x[1] > 0 else np.zeros_like(p)
-        w = _weights_from_log(la + lb)
+        w = _weights_from_log(_log_beta(p, max(x[0], 0.0), max(x[1], 0.0)))
         ww = float(np.dot(m, w * w))
         return -float(np.dot(m, w * r)) ** 2 / ww if ww > 0 else 0.0  # E[rho^2]: a constant
 
@@ -618,6 +614,12 @@ def fit_family(curve: SNRCurve, family: str) -> FitResult:
     _check_family(family)
     res = _assess(curve, family, FITTERS[family](curve))
     res.notes = _notes(curve)
+    capped = [k for k, v in res.params.items()
+              if family == "beta_eff" and v >= BETA_EFF_MAX * (1 - 1e-9)]
+    if capped:
+        res.notes.append(f"{' and '.join(capped)} = {BETA_EFF_MAX:g} is beta_eff's search cap "
+                         "(BETA_EFF_MAX): the best Beta kernel found lies on it, so the curve "
+                         "favours a narrower peak than the searched Beta kernels can make")
     return res
 
 

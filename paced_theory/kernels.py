@@ -146,7 +146,12 @@ def log_beta_kernel(p, alpha: float = 1.0, beta: float = 1.0) -> np.ndarray:
     where = "log_beta_kernel"
     alpha = _nonneg(alpha, "alpha", where)
     beta = _nonneg(beta, "beta", where)
-    p = _as_prob(p, where)
+    return _log_beta(_as_prob(p, where), alpha, beta)
+
+
+def _log_beta(p: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """log_beta_kernel without the argument checks (p a float array in [0, 1], alpha and
+    beta >= 0), for loops that evaluate one validated p many times (fit.fit_beta_eff)."""
     with np.errstate(divide="ignore"):
         la = alpha * np.log(p) if alpha > 0 else np.zeros_like(p)
         lb = beta * np.log1p(-p) if beta > 0 else np.zeros_like(p)

@@ -87,13 +87,13 @@ import numpy as np
 import sympy as sp
 from sympy.functions.combinatorial.numbers import stirling
 
+from paced_theory.efficiency import CRITERIA
 from paced_theory.errors import InputError
 
 __all__ = [
     "P",
     "BASELINES",
     "BASELINE_SOURCES",
-    "CRITERIA",
     "GradientModel",
     "boundary_exponents",
     "m1_symbolic",
@@ -110,7 +110,6 @@ GAMMA, NU, KAPPA = sp.symbols("gamma nu kappa", positive=True)
 
 BASELINES = ("true_mean", "leave_one_out", "group_mean")
 BASELINE_SOURCES = ("reward", "advantage")
-CRITERIA = ("allocation", "progress")
 
 
 # --------------------------------------------------------------------------- symbolic core

@@ -38,11 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from paced_theory.errors import InputError
-from paced_theory.kernels import estimate_weight, hard_band
+from paced_theory.kernels import ESTIMATORS, estimate_weight, hard_band
 from paced_theory.models import m1
 
 NORMALISE = ("sum", "mean")
-ESTIMATORS = ("plugin", "unbiased", "posterior")
 
 
 @dataclass(frozen=True)

@@ -315,3 +315,17 @@ def test_efficiency_fit_uses_the_end_points():
     assert res.efficiency > 0.999 > 0.5 > fit_family(inner, "uniform").efficiency
     exact = SNRCurve(p, p**2 * (1 - p) ** 3, np.full(9, 10.0))
     assert fit_beta_eff(exact) == pytest.approx({"alpha": 2.0, "beta": 3.0}, abs=1e-3)
+
+
+def test_efficiency_fit_on_its_search_cap_says_so():
+    """A spike narrower than any Beta kernel in [0, 20]^2 pushes beta_eff onto the cap
+    (BETA_EFF_MAX); the result must say so, and an interior optimum must not."""
+    from paced_theory.fit import BETA_EFF_MAX
+
+    p = np.linspace(0.0, 1.0, 9)
+    spike = fit_family(SNRCurve(p, np.where(p == 0.75, 1.0, 1e-3), np.full(9, 10.0)),
+                       "beta_eff")
+    assert spike.params["alpha"] == BETA_EFF_MAX
+    assert any("search cap" in n for n in spike.notes)
+    bell = fit_family(SNRCurve(p, p**2 * (1 - p) ** 3, np.full(9, 10.0)), "beta_eff")
+    assert not any("search cap" in n for n in bell.notes)
