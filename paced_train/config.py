@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from paced_theory.errors import ConfigError
+from paced_theory.kernels import ESTIMATORS
+from paced_train.losses import LOSSES
+from paced_train.passrates import METHODS, NORMALISERS
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,10 @@ class RunConfig:
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(RunConfig)}
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("run", "device"): ("auto", "cpu", "cuda"),
-    ("weights", "method"): ("paced", "uniform", "hard"),
-    ("weights", "estimator"): ("plugin", "unbiased", "posterior"),
-    ("weights", "normalise"): ("sum", "mean", "none"),
-    ("loss", "schedule"): ("forward", "reverse", "two-stage", "akl", "jsd", "skew"),
+    ("weights", "method"): METHODS,
+    ("weights", "estimator"): ESTIMATORS,
+    ("weights", "normalise"): NORMALISERS,
+    ("loss", "schedule"): (*LOSSES, "two-stage"),  # two-stage: forward KL, then reverse KL
     ("loss", "switch_unit"): ("steps", "compute"),
     ("probe", "loss"): ("forward", "reverse"),
     ("loss", "privileged"): ("none", "answer"),

@@ -56,7 +56,8 @@ CHUNK_ELEMENTS = 1 << 22
 """Target size of one (B, chunk, V) working block, in elements (2^22 float32 = 16 MiB)."""
 
 LOSSES = ("forward", "reverse", "jsd", "skew", "akl")
-"""Names the trainer's [loss] schedule maps onto the functions below."""
+"""The divergences a run can train with: loss.schedule names one of them (or "two-stage",
+forward then reverse; config.CHOICES is built from this tuple)."""
 
 PerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """fn(log S, log P) -> per-token divergence, (B, chunk, V) x 2 -> (B, chunk)."""
@@ -323,7 +324,7 @@ def akl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.
     Note: the reference code sorts P ascending and calls the tail the low tokens whose
     cumulative mass is < mu, so its head covers mass > 1 - mu; at the default mu = 0.5 the
     two definitions agree (up to an exact tie at 0.5). We follow the paper's wording
-    (head covers mu), as the task brief asks.
+    (head covers mu).
 
     Paper: Wu et al., "Rethinking Kullback-Leibler Divergence in Knowledge Distillation for
     Large Language Models" (arXiv 2404.02657, COLING 2025); PACED uses AKL as a baseline.

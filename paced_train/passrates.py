@@ -24,7 +24,6 @@ import numpy as np
 
 from paced_theory.errors import InputError
 from paced_theory.kernels import estimate_weight, hard_band, uniform_kernel
-from paced_train.ledger import Ledger  # noqa: F401  (old import path: passrates.Ledger)
 
 METHODS = ("paced", "uniform", "hard")
 NORMALISERS = ("sum", "mean", "none")
