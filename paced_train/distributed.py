@@ -35,7 +35,6 @@ from paced_theory.errors import ConfigError
 class Dist:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -49,6 +48,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device = cuda, but torch sees no CUDA device; use cpu or auto")
     return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """The forward passes' precision: bf16 autocast on CUDA (float32 master weights), nothing
+    on CPU (float32 throughout, exact and reproducible). Use as `with autocast(device):`."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def init(device_name: str) -> tuple[Dist, torch.device]:
@@ -70,7 +75,7 @@ def init(device_name: str) -> tuple[Dist, torch.device]:
 
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local), device
+    return Dist(dist.get_rank(), dist.get_world_size()), device
 
 
 def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module | None:

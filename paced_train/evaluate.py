@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from paced_train.distributed import autocast
 from paced_train.tasks import Problem, verify
 
 
@@ -39,7 +40,7 @@ def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int
     prompts = [tok.encode_prompt(p.prompt) for p in problems for _ in range(k)]
     comps: list[list[int]] = []
     tokens = 0
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device):
         for i in range(0, len(prompts), batch):
             chunk = prompts[i:i + batch]
             out = model.generate(chunk, max_new_tokens, temperature=temperature, top_p=top_p,

@@ -104,6 +104,15 @@ class MetricsLog:
         self.start([r for r in self.rows() if r["step"] <= step])
 
 
+def read_metrics(run: Path | str, kind: str | None = None) -> list[dict]:
+    """The rows of a run's metrics.jsonl, in order (`run`: the run directory or the file),
+    read by MetricsLog.rows; only the rows with row["kind"] == kind ("step" or "eval") when
+    kind is given. Every reader of the format (compare, the figures) should come here."""
+    path = Path(run)
+    rows = MetricsLog(path / "metrics.jsonl" if path.is_dir() else path).rows()
+    return rows if kind is None else [r for r in rows if r.get("kind") == kind]
+
+
 def strict_json(x):
     """x with NaN and infinities replaced by None, recursively (JSON has neither)."""
     if isinstance(x, dict):
