@@ -1,4 +1,4 @@
-"""Pass-rate bookkeeping, weights from paced_theory kernels, normalisers, and the ledger."""
+"""Pass-rate bookkeeping, weights from paced_theory kernels, and normalisers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import paced_train.passrates as pr
 from paced_theory.errors import InputError
 from paced_theory.kernels import beta_kernel, estimate_weight
 from paced_train.config import WeightsSection
-from paced_train.ledger import Ledger
 from paced_train.passrates import PassRateTable, normaliser, problem_weights
 
 IDS = [f"p{i}" for i in range(9)]
@@ -141,20 +140,3 @@ def test_normaliser_modes():
     assert normaliser(w, "mean", 32) == 32.0 and normaliser(w, "none", 32) == 1.0
     with pytest.raises(InputError, match="normalise"):
         normaliser(w, "max", 32)
-
-
-# -------------------------------------------------------------------------- ledger
-def test_ledger_arithmetic():
-    led = Ledger(n_student=10, n_teacher=100)
-    led.rollout(5)
-    led.teacher(3)
-    led.student_step(2)
-    led.student_forward(1)  # e.g. a forward-only pass
-    assert led.flops == 2 * 10 * 5 + 2 * 100 * 3 + (2 + 4) * 10 * 2 + 2 * 10 * 1
-    assert led.row() == {"rollout_tokens": 5, "teacher_tokens": 3, "student_fwd_tokens": 3,
-                         "student_bwd_tokens": 2, "flops": led.flops}
-    led.rollout(5)  # cumulative
-    assert led.rollout_tokens == 10 and led.flops == pytest.approx(840 + 100)
-    other = Ledger(10, 100)
-    other.load(led.state())
-    assert other == led

@@ -252,39 +252,6 @@ def test_dropout_is_seeded_by_the_run_not_by_global_state(tiny_cfg, tmp_path):
     assert out[0] == out[1]
 
 
-class ScriptedModel(torch.nn.Module):
-    """A stand-in model for evaluate(): answers add problems right, everything else wrong."""
-
-    def __init__(self, tok, problems):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-        self.tok, self.by_prompt = tok, {tuple(tok.encode_prompt(p.prompt)): p for p in problems}
-
-    def generate(self, prompts, max_new_tokens, **kw):
-        from paced_train.tasks import target_text
-
-        out = []
-        for pr in prompts:
-            p = self.by_prompt[tuple(pr)]
-            text = target_text(p) if p.skill == "add" else "x"
-            out.append(self.tok.encode(text) + [self.tok.eos_id])
-        return out
-
-
-def test_evaluate_scores_by_cell_mean_at_k_and_retention():
-    from paced_train.config import EvalSection
-    from paced_train.evaluate import evaluate, forgetting
-    from paced_train.tasks import arithmetic_suite, retention_suite
-    from paced_train.tokenizer import default_tokenizer
-
-    tok = default_tokenizer()
-    held, ret = arithmetic_suite(0, 3, (1, 2), (1,)), retention_suite(0, 4)
-    ev = evaluate(ScriptedModel(tok, held + ret), tok, held, ret, EvalSection(mean_at_k=2), 0)
-    assert ev == {"acc": 2 / 3, "acc_by_difficulty": {"add1": 1.0, "add2": 1.0, "mul1": 0.0},
-                  "mean_at_k": 2 / 3, "retention": 0.0}
-    assert forgetting(0.75, 0.5) == 0.25
-
-
 def test_vocab_mismatch_is_a_config_error(tiny_cfg, tmp_path):
     from paced_train.model import GPTConfig, save_model
     from paced_train.tokenizer import CharTokenizer
