@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
+
+from paced_theory.errors import InputError
+
+
+def _dumps(payload) -> str:
+    """Strict JSON for the terminal: NaN and infinities become null, never printed bare."""
+    from paced_train.ledger import strict_json
+
+    return json.dumps(strict_json(payload), indent=2, allow_nan=False)
 
 
 def _cmd_train(args) -> int:
@@ -18,18 +28,38 @@ def _cmd_train(args) -> int:
     from paced_train.distributed import shutdown
 
     try:
-        summary = train(cfg, out, resume=args.resume)
+        summary = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
     except BaseException:
         shutdown(wait=False)
         raise
     shutdown()  # under torchrun: all ranks meet here before exiting
     if "rank" in summary:  # a torchrun rank other than 0: rank 0 reports and writes
         return 0
-    print(json.dumps({k: summary[k] for k in ("steps", "acc", "mean_at_k", "retention",
-                                              "forgetting", "flops", "wall_s",
-                                              "rollout_share")}, indent=2))
-    print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/last.pt")
-    return 0
+    print(_dumps({k: summary[k] for k in ("steps", "acc", "mean_at_k", "retention",
+                                          "forgetting", "flops", "wall_s", "rollout_share")}))
+    print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/last.safetensors")
+    # a degenerate run (nothing it could train on) stopped early; train() printed why
+    return 2 if summary.get("stopped") else 0
+
+
+def train_interrupted(args) -> str:
+    """What `paced` prints on Ctrl-C during `paced train` (one line): the exact command that
+    goes on from the last checkpoint, or that starts again when none was written yet."""
+    from paced_train.checkpoint import checkpoint_path, checkpoint_step
+    from paced_train.config import load_config
+
+    try:
+        out = Path(args.out or f"runs/{load_config(args.config, list(args.overrides)).run.name}")
+    except InputError:
+        return "interrupted"
+    cmd = ["paced", "train", args.config, *args.overrides, "--out", str(out)]
+    cmd += ["--device", args.device] if args.device else []
+    step = checkpoint_step(checkpoint_path(out))
+    if step is None:
+        return (f"interrupted before the first checkpoint; start again with: "
+                f"{shlex.join(cmd + ['--overwrite'])}")
+    return (f"interrupted; the last checkpoint is step {step}; go on with: "
+            f"{shlex.join(cmd + ['--resume'])}")
 
 
 def _cmd_compare(args) -> int:
@@ -39,7 +69,10 @@ def _cmd_compare(args) -> int:
     cfg = load_config(args.config, list(args.overrides))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out = Path(args.out or f"runs/compare-{cfg.run.name}")
-    compare(cfg, methods, args.seeds, out)
+    from paced_train.rundir import lock_dir
+
+    with lock_dir(out):  # one comparison at a time in out (it reuses and replaces runs there)
+        compare(cfg, methods, args.seeds, out, jobs=args.jobs, overwrite=args.overwrite)
     print((out / "comparison.md").read_text())
     print(f"wrote {out}/comparison.json, comparison.md, accuracy_vs_compute.png")
     return 0
@@ -48,38 +81,62 @@ def _cmd_compare(args) -> int:
 def _cmd_demo(args) -> int:
     from paced_train.demo import run_demo
 
-    path = run_demo(Path(args.out), quick=args.quick, seeds=args.seeds)
+    from paced_train.rundir import lock_dir
+
+    with lock_dir(args.out):  # one demo at a time in out (it reuses and replaces runs there)
+        path = run_demo(Path(args.out), quick=args.quick, seeds=args.seeds, jobs=args.jobs)
     print(path.read_text())
     print(f"wrote {path}")
     return 0
 
 
+def _cmd_study(args) -> int:
+    from paced_train.config import load_config
+    from paced_train.demo import demo_config_path
+    from paced_train.study import run_study
+
+    cfg = load_config(args.config or demo_config_path(), list(args.overrides))
+    out = Path(args.out)
+    summary = run_study(cfg, out, size=args.size, jobs=args.jobs, seeds=args.seeds,
+                        overwrite=args.overwrite_runs)
+    print((out / "table.md").read_text())
+    print(f"wrote {out}/study.csv, table.md, phase.png, kernel_map.png ({summary['runs']} runs, "
+          f"{summary['wall_s']:.0f} s)")
+    return 0
+
+
 def _cmd_snr_probe(args) -> int:
     from paced_train.config import load_config
-    from paced_train.snr_probe import run_probe
+    from paced_train.snr_probe import run_probe, summary
 
     cfg = load_config(args.config, list(args.overrides))
     out = Path(args.out or f"runs/snr-{cfg.run.name}")
-    res = run_probe(cfg, out)
-    print(f"{'p':>6} {'n':>4} {'SNR':>10} {'95% interval':>24}")
-    for b in res["bins"]:
-        print(f"{b['p']:6.3f} {b['n']:4d} {b['snr']:10.4g}   [{b['lo']:.4g}, {b['hi']:.4g}]")
-    for k, v in res["fit"].items():
-        if k != "predicted" and isinstance(v, dict):
-            print(f"{k}: {v['params']}  efficiency {v['efficiency']:.3f}")
-    pr = res["fit"]["predicted"]
-    print(f"theory ({pr['model']}): alpha={pr['alpha']:g} beta={pr['beta']:g}")
+    from paced_train.rundir import claim_output
+
+    with claim_output(out, marks=("probe.json", "snr.csv", "snr.png"),
+                      overwrite=args.overwrite, what="probe"):
+        res = run_probe(cfg, out)
+    print(summary(res))
     print(f"wrote {out}/snr.csv, snr.png, probe.json ({res['wall_s']} s)")
     return 0
 
 
 def _cmd_pretrain(args) -> int:
     from paced_train.distributed import resolve_device
-    from paced_train.pretrain import pretrain
+    from paced_train.pretrain import check_not_shipped, default_out, pretrain
+    from paced_train.rundir import check_new_file
 
-    meta = pretrain(args.role, args.out, seed=args.seed, steps=args.steps,
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0 (got {args.seed})")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be >= 1 (got {args.steps})")
+    out = Path(args.out) if args.out else default_out(args.role)
+    check_not_shipped(out)
+    check_new_file(out, args.overwrite)
+    meta = pretrain(args.role, out, seed=args.seed, steps=args.steps,
                     device=resolve_device(args.device))
-    print(json.dumps(meta["accuracy"], indent=2))
+    print(_dumps(meta["accuracy"]))
+    print(f"wrote {meta['path']}")
     return 0
 
 
@@ -89,9 +146,8 @@ def _cmd_models(args) -> int:
     if args.action == "path":
         path = fetch.cached_smollm2(args.cache_dir)
         if path is None:
-            print(f"not fetched; `paced models fetch smollm2` puts it in "
-                  f"{fetch.models_dir(args.cache_dir)}")
-            return 1
+            raise InputError(f"smollm2 is not fetched yet; `paced models fetch smollm2` puts it "
+                             f"in {fetch.models_dir(args.cache_dir)}")
     else:
         path = fetch.fetch_smollm2(args.cache_dir, quiet=False)
     print(path)
@@ -105,36 +161,67 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="TOML config (see configs/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--out", help="run directory (default runs/<run.name>)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoints/last.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (refused without this or --resume)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, on_interrupt=train_interrupted)
 
     p = sub.add_parser("compare", help="methods side by side at equal compute")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--methods", default="uniform,hard,paced,akl,two-stage")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own "
+                   "process (set run.threads=1 when jobs = cores)")
     p.add_argument("--out")
+    p.add_argument("--overwrite", action="store_true", help="replace runs in OUT made with "
+                   "another config (finished runs of the same config are reused)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="the main job: theory walkthrough + a method comparison")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
-    p.add_argument("--seeds", type=int, default=None, help="override the demo's seed count")
+    p.add_argument("--seeds", type=int, default=None, help="override the demo's seed count "
+                   "(default 5; 1 with --quick)")
+    p.add_argument("--jobs", type=int, default=None, help="runs trained at once (default: the "
+                   "number of CPU cores, at most 2)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("study", help="where frontier weighting pays: pools x weightings x "
+                       "losses x seeds at equal compute (resumable)",
+                       description="Runs the grid of paced_train/study.py (pools: frontier, "
+                       "demo, hopeless, hopeless+; weightings: uniform, hard, Beta (a, b) grid, "
+                       "floor, posterior; losses: forward, reverse) on the base config, and "
+                       "writes OUT/study.csv (a row per run), table.md, phase.png and "
+                       "kernel_map.png. Rerun the same command to continue a killed study.")
+    p.add_argument("config", nargs="?", help="base run config (default: the demo's)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides of the base")
+    p.add_argument("--size", choices=["default", "quick"], default="default",
+                   help="default: ~100 runs, under an hour on 2 cores; quick: seconds")
+    p.add_argument("--seeds", type=int, default=None, help="override the size's seed count")
+    p.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
+    p.add_argument("--out", default="runs/study")
+    p.add_argument("--overwrite-runs", action="store_true",
+                   help="replace run directories that hold a run of another config")
+    p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("snr-probe", help="measure gradient SNR against pass rate on a student")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier probe in OUT (refused without it)")
     p.set_defaults(func=_cmd_snr_probe)
 
-    p = sub.add_parser("pretrain", help="rebuild the shipped teacher or student, or train the "
-                       "large GPU pair from scratch")
+    p = sub.add_parser("pretrain", help="train the recipe of the shipped teacher or student, "
+                       "or the large GPU pair, from scratch (into runs/pretrain/ by default)")
     p.add_argument("role", choices=["teacher", "student", "teacher-large", "student-large"],
                    help="a recipe of paced_train/pretrain.py")
-    p.add_argument("--out", help="output .safetensors (default: the shipped asset; required "
-                   "for the -large recipes)")
+    p.add_argument("--out", help="output .safetensors (default runs/pretrain/ROLE.safetensors; "
+                   "the shipped weights are never written)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)

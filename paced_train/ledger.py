@@ -24,6 +24,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from paced_theory.errors import InputError
+
 FIELDS = ("rollout_tokens", "teacher_tokens", "student_fwd_tokens", "student_bwd_tokens",
           "flops")
 
@@ -63,6 +65,11 @@ class Ledger:
         self.student_forward(tokens)
         self.student_backward(tokens)
 
+    @property
+    def rollout_flops(self) -> float:
+        """The FLOPs of student generation (pass-rate refreshes and on-policy samples)."""
+        return 2.0 * self.n_student * self.rollout_tokens
+
     def row(self) -> dict:
         """The cumulative counters (what metrics.jsonl logs every step)."""
         return {k: getattr(self, k) for k in FIELDS}
@@ -79,7 +86,9 @@ class Ledger:
 class MetricsLog:
     """metrics.jsonl: one JSON object per line, appended as the run goes. Non-finite floats
     are written as null (strict JSON). On resume, rows after the checkpoint's step are cut,
-    so a resumed run's file equals an uninterrupted run's."""
+    so a resumed run's file equals an uninterrupted run's. A run killed mid-append leaves a
+    torn last line: rows() drops it (the checkpoint predates it, so resume rewrites it);
+    any other unreadable line is an InputError naming the file and line."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -87,7 +96,25 @@ class MetricsLog:
     def rows(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+        try:
+            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+        numbered = [(i, x) for i, x in enumerate(lines, start=1) if x.strip(" \t\x00")]
+        out = []
+        for k, (lineno, line) in enumerate(numbered):
+            try:
+                row = json.loads(line)
+                ok = isinstance(row, dict) and isinstance(row.get("step"), int)
+            except ValueError:
+                ok = False
+            if ok:
+                out.append(row)
+            elif k < len(numbered) - 1:  # a torn write can only be the last line
+                raise InputError(f"{self.path}:{lineno}: not a metrics row (a JSON object with "
+                                 "an integer 'step'); fix or delete that line, or start the run "
+                                 "afresh with --overwrite")
+        return out
 
     def start(self, rows: list[dict]) -> None:
         """Replace the file's contents with `rows` (atomically)."""

@@ -49,14 +49,18 @@ class PassRateTable:
         except KeyError as exc:
             raise InputError(f"pass-rate table: unknown problem id {exc.args[0]!r}") from None
 
-    def refresh(self, ids, successes, rollouts: int, step: int) -> None:
-        """Replace the counts of `ids` with c = successes out of n = rollouts fresh samples."""
+    def refresh(self, ids, successes, rollouts, step: int) -> None:
+        """Replace the counts of `ids` with c = successes out of n = rollouts fresh samples
+        (one number for all, or one per id)."""
         idx, c = self._idx(ids), np.asarray(successes, dtype=np.int64)
-        if c.shape != idx.shape or (c < 0).any() or (c > rollouts).any():
-            raise InputError(f"refresh: need one success count in [0, {rollouts}] per id")
-        self.c[idx], self.n[idx], self.step[idx] = c, rollouts, step
+        n = np.broadcast_to(np.asarray(rollouts, dtype=np.int64), idx.shape)
+        if c.shape != idx.shape or (n < 1).any() or (c < 0).any() or (c > n).any():
+            top = int(n.max()) if n.size else 0
+            raise InputError(f"refresh: need one success count in [0, {top}] (the rollouts) "
+                             f"per id, and rollouts >= 1")
+        self.c[idx], self.n[idx], self.step[idx] = c, n, step
         self.history.append({"step": int(step), "idx": idx.tolist(), "c": c.tolist(),
-                             "n": int(rollouts)})
+                             "n": int(n[0]) if n.size and (n == n[0]).all() else n.tolist()})
 
     def add(self, ids, successes, step: int | None = None) -> None:
         """Count one more rollout per entry of ids (success 0/1), e.g. an on-policy sample
@@ -72,6 +76,22 @@ class PassRateTable:
         idx = slice(None) if ids is None else self._idx(ids)
         c, n = self.c[idx], self.n[idx]
         return np.where(n > 0, c / np.maximum(n, 1), np.nan)
+
+    def shares(self, refresh: int | None = None) -> dict | None:
+        """Shares of measured problems at p_hat = 0 ("zero"), strictly between ("frontier")
+        and at 1 ("one"): now, or as measured by the refresh-th refresh (0: the first, the
+        pool's composition at the start). None when nothing was measured."""
+        if refresh is None:
+            c, n = self.c[self.n > 0], self.n[self.n > 0]
+        else:
+            if refresh >= len(self.history):
+                return None
+            h = self.history[refresh]
+            c, n = np.asarray(h["c"]), np.broadcast_to(np.asarray(h["n"]), len(h["c"]))
+        if len(c) == 0:
+            return None
+        zero, one = float(np.mean(c == 0)), float(np.mean(c == n))
+        return {"zero": zero, "frontier": 1.0 - zero - one, "one": one}
 
     def histogram(self, bins: int = 4) -> str:
         """Pass rates at a glance, for the progress bar: '0:N0 [a b c d] 1:N1' = the number
@@ -118,6 +138,9 @@ def problem_weights(cfg_weights, table: PassRateTable, ids) -> np.ndarray:
     elif measured.any():
         out[measured] = estimate_weight(c[measured], n[measured], w.alpha, w.beta,
                                         estimator=w.estimator, prior=(w.prior_a, w.prior_b))
+        floor = getattr(w, "floor", 0.0)
+        if floor > 0:  # ours: hopeless problems keep a small weight (forward KL learns them)
+            out[measured & (c == 0)] = np.maximum(out[measured & (c == 0)], floor)
     return out
 
 

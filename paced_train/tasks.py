@@ -43,6 +43,7 @@ class Problem:
     difficulty: int
     skill: str
     extract: str = "first"  # free-form answers: the "first" or the "last" number counts
+    source: str = ""        # "path:LINE" of a JSONL problem (for error messages)
 
 
 # ------------------------------------------------------------------------ generation
@@ -112,13 +113,39 @@ def make_problems(skill: str, difficulty: int, n: int, seed: int) -> list[Proble
 
 
 def arithmetic_suite(seed: int = 0, n_per_cell: int = 64, add_digits=(1, 2, 3, 4),
-                     mul_digits=(1, 2, 3)) -> list[Problem]:
-    """The distillation problems: n_per_cell problems for every add and mul difficulty."""
+                     mul_digits=(1, 2, 3), per_cell: dict | None = None) -> list[Problem]:
+    """The distillation problems: n_per_cell problems for every add and mul difficulty, or
+    per_cell[(skill, digits)] for the cells it names."""
+    per_cell = per_cell or {}
     out: list[Problem] = []
-    for d in add_digits:
-        out += make_problems("add", d, n_per_cell, seed)
-    for d in mul_digits:
-        out += make_problems("mul", d, n_per_cell, seed)
+    for skill, digits in (("add", add_digits), ("mul", mul_digits)):
+        for d in digits:
+            out += make_problems(skill, d, per_cell.get((skill, d), n_per_cell), seed)
+    return out
+
+
+def cell_counts(skill: str, digits, counts, n_default: int, n_heldout: int) -> dict:
+    """{(skill, d): training problems + n_heldout} per cell: counts[i] (or n_default) training
+    problems, capped at what the cell holds beyond its n_heldout held-out problems, so one
+    pool size serves large cells and small ones (add1 has 100 problems, mul1 80)."""
+    out = {}
+    for i, d in enumerate(digits):
+        size = cell_size(skill, d)
+        if size <= n_heldout:
+            raise InputError(f"the {skill}{d} cell has {size} distinct problems, not more than "
+                             f"data.n_eval_per_cell = {n_heldout}: hold out fewer or drop it")
+        want = counts[i] if counts else n_default
+        out[(skill, d)] = min(want, size - n_heldout) + n_heldout
+    return out
+
+
+def retention_cells(seed: int, n: int, add_digits=(), mul_digits=()) -> list[Problem]:
+    """A retention set of never-trained arithmetic cells: n problems per cell (capped at the
+    cell's size), from a stream distinct from the training suite's."""
+    out: list[Problem] = []
+    for skill, digits in (("add", add_digits), ("mul", mul_digits)):
+        for d in digits:
+            out += make_problems(skill, d, min(n, cell_size(skill, d)), seed + 7919)
     return out
 
 
@@ -149,6 +176,19 @@ def split(problems: list[Problem], heldout: int | float, seed: int = 0):
         held += [items[i] for i in order[len(items) - k:]]
         train += [items[i] for i in order[: len(items) - k]]
     return train, held
+
+
+def check_prompts(problems: list[Problem], encode) -> None:
+    """Encode the prompt of every JSONL problem with `encode` (a tokenizer's encode_prompt),
+    so that text the tokenizer cannot read fails at the start of a run, naming the file and
+    line: InputError("path:LINE: ...")."""
+    for p in problems:
+        if not p.source:
+            continue
+        try:
+            encode(p.prompt)
+        except InputError as exc:
+            raise InputError(f"{p.source}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- verification
@@ -247,7 +287,7 @@ def load_jsonl(path, extract: str = "first") -> list[Problem]:
         if pid in seen:
             raise InputError(f"{where}: duplicate id {pid!r}; ids must be unique")
         seen.add(pid)
-        out.append(Problem(pid, prompt, answer, difficulty, "jsonl", extract))
+        out.append(Problem(pid, prompt, answer, difficulty, "jsonl", extract, where))
     if not out:
         raise InputError(f"{path}: no problems found (expected one JSON object per line)")
     return out

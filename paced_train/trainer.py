@@ -19,7 +19,7 @@ ledger global (distributed.py); rank 0 alone writes.
 Reproducibility: every random draw of step s comes from a generator seeded by
 (run.seed, s, stream) (batch order, refresh rollouts, on-policy samples, eval samples), so
 the random streams are a function of the checkpointed step, and a run killed and resumed
-from checkpoints/last.pt ends with the same metrics and weights as an uninterrupted run
+from checkpoints/last.safetensors ends with the same metrics and weights as an uninterrupted run
 (on CPU; CUDA kernels are not bitwise deterministic).
 """
 
@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import json
 import math
+import sys
 import time
 import tomllib
 from contextlib import contextmanager
@@ -40,15 +41,31 @@ import torch
 from tqdm import tqdm
 
 from paced_theory.errors import ConfigError, InputError, PacedError
-from paced_train import distributed, losses, tasks
+from paced_train import distributed, losses, rundir, tasks
 from paced_train.batching import completion_index, pack
-from paced_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from paced_train.checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    checkpoint_step,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from paced_train.config import RESUMABLE, RunConfig, changed_keys, config_to_toml, from_dict
 from paced_train.evaluate import evaluate, forgetting, generate_and_verify
 from paced_train.hf import check_same_vocab, load_any
 from paced_train.ledger import Ledger, MetricsLog, strict_json
 from paced_train.passrates import PassRateTable, normaliser, problem_weights
-from paced_train.tasks import Problem, arithmetic_suite, load_jsonl, retention_suite, split
+from paced_train.tasks import (
+    Problem,
+    arithmetic_suite,
+    cell_counts,
+    load_jsonl,
+    retention_cells,
+    retention_suite,
+    split,
+)
+from paced_train.tokenizer import CharTokenizer
 
 # `paced compare` methods as config overrides (same seeds, data and budget for each)
 METHOD_OVERRIDES: dict[str, list[str]] = {
@@ -145,11 +162,24 @@ def build_problems(cfg: RunConfig) -> tuple[list[Problem], list[Problem], list[P
     if d.jsonl:
         problems = load_jsonl(d.jsonl, d.extract)
     else:
-        problems = arithmetic_suite(cfg.run.seed, d.n_train_per_cell + d.n_eval_per_cell,
-                                    d.add_digits, d.mul_digits)
+        per_cell = {**cell_counts("add", d.add_digits, d.add_counts, d.n_train_per_cell,
+                                  d.n_eval_per_cell),
+                    **cell_counts("mul", d.mul_digits, d.mul_counts, d.n_train_per_cell,
+                                  d.n_eval_per_cell)}
+        problems = arithmetic_suite(cfg.run.seed, 0, d.add_digits, d.mul_digits, per_cell)
     train, heldout = split(problems, d.n_eval_per_cell, cfg.run.seed)
-    retention = (load_jsonl(d.retention_jsonl, d.extract) if d.retention_jsonl else
-                 retention_suite(cfg.run.seed, d.n_retention))
+    if not heldout:  # every cell keeps one problem for training: too few to hold any out
+        raise ConfigError(f"{d.jsonl or 'the arithmetic suite'}: {len(problems)} problem(s) "
+                          f"leave no held-out problem with data.n_eval_per_cell = "
+                          f"{d.n_eval_per_cell} (each difficulty keeps one for training); "
+                          "give at least 2 problems per difficulty")
+    if d.retention_jsonl:
+        retention = load_jsonl(d.retention_jsonl, d.extract)
+    elif d.retention_add_digits or d.retention_mul_digits:
+        retention = retention_cells(cfg.run.seed, d.n_retention, d.retention_add_digits,
+                                    d.retention_mul_digits)
+    else:
+        retention = retention_suite(cfg.run.seed, d.n_retention)
     return train, heldout, retention
 
 
@@ -203,19 +233,26 @@ class State:
         ("rollout", "teacher", "student", "eval"), 0.0))
     wall: float = 0.0
     refresh_flops: float = 0.0  # FLOPs of the last pass-rate refresh (all ranks)
+    idle_refreshes: int = 0     # refreshes in a row after which every weight was 0
 
     def extra(self, cfg: RunConfig) -> dict:
         return {"table": self.table.state(), "ledger": self.ledger.state(),
                 "references": self.references, "reference_ok": self.reference_ok,
                 "retention_start": self.retention_start, "last_eval": self.last_eval,
                 "timers": self.timers, "wall": self.wall, "refresh_flops": self.refresh_flops,
-                "config": config_to_toml(cfg)}
+                "idle_refreshes": self.idle_refreshes, "config": config_to_toml(cfg)}
 
 
 def setup(cfg: RunConfig) -> tuple[Run, State]:
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
     d, device = distributed.init(cfg.run.device)
     student, teacher, tok = load_models(cfg, device)
     train_set, heldout, retention = build_problems(cfg)
+    if isinstance(tok, CharTokenizer):  # a fixed character set: JSONL text may fall outside
+        every = train_set + heldout + retention
+        for view in (every, teacher_view(cfg, every)):
+            tasks.check_prompts(view, tok.encode_prompt)  # errors name the file and line
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
@@ -232,20 +269,30 @@ def resume_state(run: Run, st: State, ckpt: Path) -> None:
     if not isinstance(extra, dict) or "config" not in extra or "table" not in extra:
         raise InputError(f"{ckpt}: not a checkpoint of this trainer (no config / pass-rate "
                          "table inside); start the run afresh without --resume")
-    diff = [k for k in changed_keys(from_dict(tomllib.loads(extra["config"]), str(ckpt)), run.cfg)
-            if k not in RESUMABLE]
+    try:
+        saved = from_dict(tomllib.loads(extra["config"]), str(ckpt))
+    except (TypeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{ckpt}: its config is unreadable ({exc}); start the run afresh "
+                         "with --overwrite") from None
+    diff = [k for k in changed_keys(saved, run.cfg) if k not in RESUMABLE]
     if diff:
         raise ConfigError(f"{ckpt}: cannot resume with a different {', '.join(diff)}; rerun "
                           "with the run's config.toml (only these may change: "
                           f"{', '.join(sorted(RESUMABLE))})")
-    restore_rng(info["rng_state"], {})  # global streams: unused by the loop, kept for callers
-    st.step = info["step"]
-    st.table.load(extra["table"])
-    st.ledger.load(extra["ledger"])
-    st.references, st.reference_ok = extra["references"], extra["reference_ok"]
-    st.retention_start, st.last_eval = extra["retention_start"], extra["last_eval"]
-    st.timers, st.wall = extra["timers"], extra["wall"]
-    st.refresh_flops = float(extra.get("refresh_flops", 0.0))
+    try:
+        restore_rng(info["rng_state"], {})  # global streams: unused by the loop, for callers
+        st.step = info["step"]
+        st.table.load(extra["table"])
+        st.ledger.load(extra["ledger"])
+        st.references, st.reference_ok = extra["references"], extra["reference_ok"]
+        st.retention_start, st.last_eval = extra["retention_start"], extra["last_eval"]
+        st.timers, st.wall = extra["timers"], extra["wall"]
+        st.refresh_flops = float(extra.get("refresh_flops", 0.0))
+        st.idle_refreshes = int(extra.get("idle_refreshes", 0))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise InputError(f"{ckpt}: the trainer state inside is incomplete or malformed "
+                         f"({type(exc).__name__}: {exc}); start the run afresh with "
+                         "--overwrite") from None
 
 
 # ------------------------------------------------------------------------------ step
@@ -280,24 +327,59 @@ def candidates(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 def refresh_pass_rates(run: Run, st: State) -> None:
-    """K fresh rollouts of every training problem replace the table's counts. The pool is
-    rolled out in fixed chunks, each from its own seeded stream, so the result does not
-    depend on how many ranks share the chunks (distributed.py)."""
-    cfg, K, d = run.cfg, run.cfg.rollouts.K, run.dist
+    """Fresh rollouts of every training problem replace the table's counts: K each, or with
+    rollouts.settled_K > 0 sequentially (settled_counts). The pool is rolled out in fixed
+    chunks, each from its own seeded stream, so the result does not depend on how many
+    ranks share the chunks (distributed.py)."""
+    cfg, d = run.cfg, run.dist
+    ro = cfg.rollouts
     mine = {}
     with timed(st, "rollout", run.device):
-        for c, rows in enumerate(distributed.chunks(len(run.train_set), cfg.rollouts.chunk)):
+        for c, rows in enumerate(distributed.chunks(len(run.train_set), ro.chunk)):
             if c % d.world != d.rank:
                 continue
-            ok, _, tokens = generate_and_verify(
-                run.student, run.tok, [run.train_set[i] for i in rows],
-                cfg.rollouts.max_new_tokens, k=K, temperature=cfg.rollouts.temperature,
-                top_p=cfg.rollouts.top_p, generator=torch_gen(cfg.run.seed, st.step, "refresh", c))
-            st.ledger.rollout(tokens)
-            mine[c] = ok.reshape(-1, K).sum(1)
-    counts = {c: v for part in distributed.gather_objects(d, mine) for c, v in part.items()}
-    st.table.refresh([p.id for p in run.train_set],
-                     np.concatenate([counts[c] for c in sorted(counts)]), K, st.step)
+
+            def roll(idx, k, phase):  # successes per problem of k rollouts each
+                ok, _, tokens = generate_and_verify(
+                    run.student, run.tok, [run.train_set[i] for i in idx], ro.max_new_tokens,
+                    k=k, temperature=ro.temperature, top_p=ro.top_p,
+                    generator=torch_gen(cfg.run.seed, st.step, "refresh", c, *phase))
+                st.ledger.rollout(tokens)
+                return ok.reshape(-1, k).sum(1)
+
+            mine[c] = settled_counts(st.table, [run.train_set[i].id for i in rows], rows,
+                                     ro.K, ro.settled_K, roll)
+    parts = {c: v for part in distributed.gather_objects(d, mine) for c, v in part.items()}
+    c_all, n_all = (np.concatenate([parts[c][j] for c in sorted(parts)]) for j in (0, 1))
+    st.table.refresh([p.id for p in run.train_set], c_all, n_all, st.step)
+
+
+def settled_counts(table: PassRateTable, ids: list[str], rows, K: int, settled_K: int,
+                   roll) -> tuple[np.ndarray, np.ndarray]:
+    """(successes, rollouts) of one refresh of `rows` (their ids in the table: `ids`).
+
+    settled_K = 0: K rollouts each. settled_K > 0 (sequential K, ours): a problem whose last
+    measurement was all-fail or all-pass gets settled_K rollouts first; if they agree with it
+    its new estimate is 0 or 1 from those settled_K (weight 0 under Paced and the hard band,
+    as before), else it gets the other K - settled_K. Every other problem gets K. A settled
+    problem that has moved is therefore still measured with K rollouts, and one that has not
+    costs settled_K / K of a full measurement. roll(idx, k, phase) -> successes per row."""
+    rows = np.asarray(rows)
+    c, n = np.zeros(len(rows), dtype=np.int64), np.full(len(rows), K, dtype=np.int64)
+    rate = table.rates(ids)
+    settled = (settled_K > 0) & ~np.isnan(rate) & ((rate == 0) | (rate == 1))
+    if (~settled).any():
+        c[~settled] = roll(rows[~settled], K, (0,))
+    if settled.any():
+        first = roll(rows[settled], settled_K, (1,))
+        agree = np.where(rate[settled] == 0, first == 0, first == settled_K)
+        pos = np.flatnonzero(settled)
+        n[pos[agree]] = settled_K
+        c[pos[agree]] = first[agree]
+        moved = pos[~agree]
+        if moved.size:
+            c[moved] = first[~agree] + roll(rows[moved], K - settled_K, (2,))
+    return c, n
 
 
 def loss_kind(cfg: RunConfig, st: State) -> str:
@@ -403,28 +485,88 @@ def _update(run: Run, st: State, loss: torch.Tensor) -> tuple[float, float]:
     return total, grad_norm.item()
 
 
+class NonFiniteError(PacedError):
+    """A NaN or infinite loss or gradient norm: the run stops before the update (train()
+    adds which checkpoint, if any, holds the last good state)."""
+
+
 def _check_finite(x: torch.Tensor, what: str, step: int) -> None:
     if not torch.isfinite(x):
-        raise PacedError(f"step {step}: the {what} is {x.item()} (not finite); the run stops "
-                         "here and checkpoints/last.pt keeps the last good state. Lower "
-                         "optim.lr or check the models, then rerun (--resume continues).")
+        raise NonFiniteError(f"step {step}: the {what} is {x.item()} (not finite), so the run "
+                             "stopped before this update.")
 
 
-def lr_at(step: int, cfg: RunConfig) -> float:
-    """Linear warmup over optim.warmup_steps, then constant: compared methods take different
-    numbers of steps under one compute budget, and a decay tied to the step count would
-    treat them differently."""
-    return cfg.optim.lr * min(1.0, step / max(cfg.optim.warmup_steps, 1))
+def run_progress(cfg: RunConfig, step: int, flops: float) -> float:
+    """How far through its budget a run is, in [0, 1]: FLOPs used / budget.flops when a FLOPs
+    budget is set (methods that take different numbers of steps under one compute budget
+    then decay alike), else step / budget.steps."""
+    if cfg.budget.flops > 0:
+        return min(1.0, flops / cfg.budget.flops)
+    return min(1.0, step / cfg.budget.steps)
+
+
+def lr_at(step: int, cfg: RunConfig, progress: float = 0.0) -> float:
+    """Linear warmup over optim.warmup_steps, then constant (optim.schedule = "constant") or
+    a cosine from lr to min_lr_frac * lr over the run's progress (run_progress)."""
+    o = cfg.optim
+    warm = min(1.0, step / max(o.warmup_steps, 1))
+    if o.schedule == "constant":
+        return o.lr * warm
+    floor = o.min_lr_frac
+    return o.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 # ------------------------------------------------------------------------------- run
-def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
+IDLE_REFRESHES = 3  # refreshes in a row that leave every weight 0: the run stops (degenerate)
+
+
+def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False,
+          overwrite: bool = False) -> dict:
     """Distil cfg.models.teacher into cfg.models.student; returns the summary (also written
-    to out_dir/summary.json; metrics.jsonl and checkpoints/last.pt beside it). Under torchrun
-    the ranks share the work (distributed.py) and rank 0 alone writes; the other ranks
-    return {"rank": r}."""
-    out_dir, t_start = Path(out_dir), time.perf_counter()
-    ckpt, metrics = out_dir / "checkpoints" / "last.pt", MetricsLog(out_dir / "metrics.jsonl")
+    to out_dir/summary.json; metrics.jsonl and checkpoints/last.safetensors beside it).
+    The run holds out_dir exclusively (rundir.py): a directory that already holds a run is
+    refused unless resume (continue it) or overwrite (replace it). A run whose weights are
+    all 0 after IDLE_REFRESHES refreshes in a row stops with summary["stopped"] saying why.
+    Under torchrun the ranks share the work (distributed.py) and rank 0 alone writes; the
+    other ranks return {"rank": r}."""
+    out_dir = Path(out_dir)
+    with rundir.claim(out_dir, resume=resume, overwrite=overwrite,
+                      main=rundir.is_main_process()):
+        try:
+            return _train(cfg, out_dir, resume)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"{exc} {_last_good(cfg, checkpoint_path(out_dir))}") from None
+
+
+def _last_good(cfg: RunConfig, ckpt: Path) -> str:
+    """Where a stopped run can go on from, and what to change (for NonFiniteError)."""
+    step = checkpoint_step(ckpt)
+    where = (f"{ckpt} holds step {step}, the last good state" if step is not None else
+             f"No checkpoint was written yet (the first is due at step {cfg.run.ckpt_every})")
+    return (f"{where}. Usual cause: optim.lr too high for these models; start again with a "
+            "lower optim.lr and --overwrite (--resume keeps the run's optim.lr, so it helps "
+            "only when the cause was outside the config).")
+
+
+def _idle_message(cfg: RunConfig, st: State) -> str:
+    """Why a run stopped after IDLE_REFRESHES refreshes that kept nothing, and what to change."""
+    r = st.table.rates()
+    n0, n1 = int((r == 0).sum()), int((r == 1).sum())
+    rest = len(r) - n0 - n1
+    band = (f", {rest} lie outside weights.lo < p_hat < weights.hi" if rest else "")
+    return (f"every problem had weight 0 after {IDLE_REFRESHES} pass-rate refreshes in a row, "
+            f"so nothing was trained since the first of them and the run stopped at step "
+            f"{st.step}: of {len(r)} training problems the student solved none of its rollouts "
+            f"on {n0} (hopeless for it) and all of them on {n1} (already solved){band}, and "
+            f"weights.method = '{cfg.weights.method}' gives those weight 0. Give problems "
+            "nearer the student's level (data.*), more rollouts (rollouts.K) or a higher "
+            "rollouts.temperature, or use weights.method = 'uniform' or "
+            "weights.estimator = 'posterior'.")
+
+
+def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
+    t_start = time.perf_counter()
+    ckpt, metrics = checkpoint_path(out_dir), MetricsLog(out_dir / "metrics.jsonl")
     run, st = setup(cfg)
     d, main = run.dist, run.dist.is_main
     if resume:
@@ -440,8 +582,9 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
         st.wall = wall0 + time.perf_counter()
         metrics.start([_eval_row(st, st.last_eval)])
 
-    def done() -> bool:  # the ledger is global, so every rank agrees
-        return st.step >= cfg.budget.steps or 0 < cfg.budget.flops <= st.ledger.flops
+    def done() -> bool:  # the ledger and the table are global, so every rank agrees
+        return (st.step >= cfg.budget.steps or 0 < cfg.budget.flops <= st.ledger.flops
+                or st.idle_refreshes >= IDLE_REFRESHES)
 
     bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not (cfg.run.progress and main),
                desc=cfg.run.name, dynamic_ncols=True)
@@ -457,9 +600,12 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
             _sync_ledger(run, st, before)
             st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
             before = st.ledger.row()
+            idle = not problem_weights(cfg.weights, st.table, st.table.ids).any()
+            st.idle_refreshes = st.idle_refreshes + 1 if idle else 0
         st.step += 1
+        lr = lr_at(st.step, cfg, run_progress(cfg, st.step - 1, st.ledger.flops))
         for g in run.opt.param_groups:
-            g["lr"] = lr_at(st.step, cfg)
+            g["lr"] = lr
         idx = candidates(len(run.train_set), cfg.optim.batch_size, cfg.run.seed, st.step)
         cand = [run.train_set[i] for i in idx]
         w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
@@ -473,7 +619,7 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
             row.update(distill_step(run, st, [cand[i] for i in mine], w[mine], norm))
         _sync_ledger(run, st, before)
         st.wall = wall0 + time.perf_counter()
-        row.update(st.ledger.row(), lr=lr_at(st.step, cfg), wall_s=round(st.wall, 3))
+        row.update(st.ledger.row(), lr=lr, wall_s=round(st.wall, 3))
         rows = [row]
         if main and (st.step % cfg.eval.every == 0 or done()):
             st.last_eval = _eval(run, st)
@@ -495,6 +641,9 @@ def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False) -> dict:
         return {"rank": d.rank}
     st.wall = wall0 + time.perf_counter()
     summary = _summary(run, st)
+    if st.idle_refreshes >= IDLE_REFRESHES:
+        summary["stopped"] = _idle_message(cfg, st)
+        print(f"paced: run stopped: {out_dir}: {summary['stopped']}", file=sys.stderr)
     (out_dir / "summary.json").write_text(json.dumps(strict_json(summary), indent=2))
     return summary
 
@@ -528,7 +677,8 @@ def _eval(run: Run, st: State) -> dict:
 
 
 def _eval_row(st: State, ev: dict) -> dict:
-    return {"kind": "eval", "step": st.step, "flops": st.ledger.flops, **ev,
+    return {"kind": "eval", "step": st.step, "flops": st.ledger.flops,
+            "rollout_flops": st.ledger.rollout_flops, **ev,
             "forgetting": forgetting(st.retention_start, ev["retention"]),
             "wall_s": round(st.wall, 3)}
 
@@ -546,7 +696,11 @@ def _summary(run: Run, st: State) -> dict:
             # teacher + student; what `paced compare` reports) and of the whole wall time
             "rollout_share": t["rollout"] / busy if busy > 0 else 0.0,
             "rollout_share_of_wall": t["rollout"] / st.wall if st.wall > 0 else 0.0,
+            "rollout_flops_share": (st.ledger.rollout_flops / st.ledger.flops
+                                    if st.ledger.flops > 0 else 0.0),
             "pass_rate_histogram": st.table.histogram(),
+            "pass_rate_shares_start": st.table.shares(0),
+            "pass_rate_shares_end": st.table.shares(),
             "teacher_reference_acc": float(np.mean(ref_ok)) if ref_ok else None,
             "n_train": len(run.train_set), "n_heldout": len(run.heldout),
             "device": str(run.device)}

@@ -1,0 +1,114 @@
+"""The pass-rate refresh: sequential K for settled problems, the floor weight, the pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from paced_theory.errors import InputError
+from paced_train.config import load_config
+from paced_train.passrates import PassRateTable, problem_weights
+from paced_train.tasks import cell_counts, cell_size, retention_cells
+from paced_train.trainer import lr_at, run_progress, settled_counts
+
+
+class FakeRoller:
+    """roll(idx, k, phase) with a fixed pass rate per row: succeeds on the first
+    round(p * k) rollouts; records every call."""
+
+    def __init__(self, p):
+        self.p, self.calls = np.asarray(p), []
+
+    def __call__(self, idx, k, phase):
+        idx = np.asarray(idx)
+        self.calls.append((idx.tolist(), k, phase))
+        return np.round(self.p[idx] * k).astype(np.int64)
+
+
+def table_with(rates_c, rates_n):
+    t = PassRateTable([f"q{i}" for i in range(len(rates_c))])
+    t.refresh(t.ids, rates_c, rates_n, step=0)
+    return t
+
+
+def test_settled_problems_get_settled_k_first_and_the_rest_only_when_they_moved():
+    # problems 0,1 settled at 0; 2,3 settled at 1; 4 frontier. Now: 0 still 0, 1 moved to
+    # 0.5, 2 still 1, 3 moved to 0.5, 4 at 0.5.
+    t = table_with([0, 0, 8, 8, 4], 8)
+    roll = FakeRoller([0.0, 0.5, 1.0, 0.5, 0.5])
+    c, n = settled_counts(t, t.ids, np.arange(5), K=8, settled_K=2, roll=roll)
+    assert n.tolist() == [2, 8, 2, 8, 8]
+    assert c.tolist() == [0, 1 + 3, 2, 1 + 3, 4]
+    calls = {phase: (idx, k) for idx, k, phase in roll.calls}
+    assert calls[(0,)] == ([4], 8)            # unsettled: K at once
+    assert calls[(1,)] == ([0, 1, 2, 3], 2)   # settled: settled_K first
+    assert calls[(2,)] == ([1, 3], 6)         # the ones that moved: the other K - settled_K
+    # rollouts spent: 8 + 4 * 2 + 2 * 6 = 28 instead of 40
+    assert sum(len(idx) * k for idx, k, _ in roll.calls) == 28
+
+
+def test_settled_k_off_and_unmeasured_problems_get_k():
+    t = PassRateTable(["a", "b"])  # never measured
+    roll = FakeRoller([0.0, 1.0])
+    c, n = settled_counts(t, t.ids, np.arange(2), K=8, settled_K=2, roll=roll)
+    assert n.tolist() == [8, 8] and c.tolist() == [0, 8] and len(roll.calls) == 1
+    t = table_with([0, 8], 8)
+    roll = FakeRoller([0.0, 1.0])
+    _, n = settled_counts(t, t.ids, np.arange(2), K=8, settled_K=0, roll=roll)
+    assert n.tolist() == [8, 8] and len(roll.calls) == 1
+
+
+def test_refresh_takes_per_problem_rollouts_and_records_shares():
+    t = PassRateTable(["a", "b", "c", "d"])
+    t.refresh(t.ids, [0, 1, 2, 8], [2, 8, 2, 8], step=0)
+    assert t.rates().tolist() == [0.0, 0.125, 1.0, 1.0]
+    assert t.shares(0) == pytest.approx({"zero": 0.25, "frontier": 0.25, "one": 0.5})
+    with pytest.raises(InputError):
+        t.refresh(t.ids, [0, 3, 0, 0], [2, 2, 2, 2], step=1)
+
+
+def test_floor_weight_only_at_zero_successes():
+    cfg = load_config(None, ["weights.floor=0.05"]).weights
+    t = table_with([0, 1, 4, 8], 8)
+    w = problem_weights(cfg, t, t.ids)
+    assert w[0] == 0.05 and w[3] == 0.0  # hopeless keeps the floor, solved does not
+    assert w[1] == pytest.approx(0.125 * 0.875) and w[2] == pytest.approx(0.25)
+    w0 = problem_weights(load_config(None, []).weights, t, t.ids)
+    assert w0[0] == 0.0
+
+
+def test_cosine_schedule_in_compute_and_steps():
+    cfg = load_config(None, ["optim.schedule=cosine", "optim.lr=1e-3", "optim.warmup_steps=10",
+                             "optim.min_lr_frac=0.1", "budget.steps=100"])
+    assert lr_at(5, cfg, 0.0) == pytest.approx(5e-4)        # warmup
+    assert lr_at(50, cfg, 0.0) == pytest.approx(1e-3)
+    assert lr_at(50, cfg, 0.5) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert lr_at(50, cfg, 1.0) == pytest.approx(1e-4)
+    assert run_progress(cfg, 25, 0.0) == 0.25
+    by_flops = load_config(None, ["budget.flops=1e9", "budget.steps=100"])
+    assert run_progress(by_flops, 90, 2.5e8) == 0.25  # the FLOPs budget decides
+    const = load_config(None, ["optim.lr=1e-3"])
+    assert lr_at(500, const, 0.9) == 1e-3
+
+
+def test_cells_are_capped_and_retention_cells_are_distinct():
+    counts = cell_counts("add", (1, 3), (600, 600), 48, 20)
+    assert counts[("add", 1)] == cell_size("add", 1) == 100  # 80 train + 20 held out
+    assert counts[("add", 3)] == 620
+    assert cell_counts("mul", (2,), (), 48, 10) == {("mul", 2): 58}
+    with pytest.raises(InputError, match="mul1"):
+        cell_counts("mul", (1,), (), 10, 80)
+    ret = retention_cells(0, 30, (1,), (1,))
+    assert len(ret) == 60 and len({p.id for p in ret}) == 60
+    assert {p.skill for p in ret} == {"add", "mul"}
+
+
+def test_config_refuses_bad_counts_and_overlapping_retention():
+    from paced_theory.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.add_counts"):
+        load_config(None, ["data.add_digits=[1,2]", "data.add_counts=[5]"])
+    with pytest.raises(ConfigError, match="retention_add_digits"):
+        load_config(None, ["data.add_digits=[1,2]", "data.retention_add_digits=[2]"])
+    with pytest.raises(ConfigError, match="settled_K"):
+        load_config(None, ["rollouts.K=4", "rollouts.settled_K=4"])
