@@ -267,7 +267,9 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int =
         raise ConfigError(f"--seeds must be >= 1 (got {seeds})")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
-    order = ["uniform"] + [m for m in methods if m != "uniform"]
+    # the baseline (first): uniform, or the first method named (e.g. uniform-reverse)
+    base = "uniform" if "uniform" in methods else methods[0]
+    order = [base] + [m for m in methods if m != base]
     group = Group(out_dir, cfg, {m: METHOD_OVERRIDES[m] for m in order})
     runs = run_groups([group], seeds, jobs, overwrite, progress)[0]
     result = summarise(runs, seeds)

@@ -67,6 +67,8 @@ class ModelsSection:
 class RolloutsSection:
     K: int = 8                    # student rollouts per problem per pass-rate refresh
     refresh_every: int = 20       # steps between refreshes of the whole pool's pass rates
+    max_share: float = 1.0        # < 1: postpone a due refresh while it would lift the
+                                  # rollouts' share of the FLOPs used above this
     settled_K: int = 0            # > 0: a problem settled at p_hat in {0, 1} gets settled_K
                                   # rollouts first, and the other K - settled_K only if they
                                   # break the streak (sequential K; 0 = always K)
@@ -129,6 +131,10 @@ class BudgetSection:
 @dataclass(frozen=True)
 class EvalSection:
     every: int = 25
+    every_frac: float = 0.0       # > 0: evaluate each time the run's progress (FLOPs used /
+                                  # budget.flops, or step / budget.steps) crosses a multiple
+                                  # of this instead: the same points in compute for methods
+                                  # that take different numbers of steps
     mean_at_k: int = 4            # samples per held-out problem for mean@k (temperature 1)
     max_new_tokens: int = 8
 
@@ -176,7 +182,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 # keys that may change between a run and its --resume (they do not change what is computed)
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",
-             "run.threads",
+             "run.threads", "eval.every_frac",
              "budget.steps", "budget.flops", "eval.every"}
 
 
@@ -409,6 +415,12 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
                 f"{lo.privileged_template!r})")
     if not 0.0 <= cfg.optim.min_lr_frac <= 1.0:
         bad("optim.min_lr_frac", f"must be a fraction in [0, 1] (got {cfg.optim.min_lr_frac})")
+    if not 0.0 < cfg.rollouts.max_share <= 1.0:
+        bad("rollouts.max_share", f"must be in (0, 1] (got {cfg.rollouts.max_share}); 1 "
+            "turns the cap off")
+    if not 0.0 <= cfg.eval.every_frac < 1.0:
+        bad("eval.every_frac", f"must be in [0, 1) (got {cfg.eval.every_frac}); 0 evaluates "
+            "every eval.every steps")
     if cfg.rollouts.settled_K >= cfg.rollouts.K:
         bad("rollouts.settled_K", f"must be < 'rollouts.K' (got {cfg.rollouts.settled_K}, "
             f"K={cfg.rollouts.K}); 0 turns sequential K off")

@@ -88,12 +88,11 @@ class StudySize:
 
 SIZES = {
     # 96 runs (bench/results/study/README.md has the time)
-    "default": StudySize(tuple(POOLS), 3, "demo", ("frontier", "hopeless"),
-                         overrides=("eval.every=100",)),
+    "default": StudySize(tuple(POOLS), 3, "demo", ("frontier", "hopeless")),
     # seconds with tiny models: the test suite's
     "quick": StudySize(("frontier", "hopeless"), 1, "frontier", ("frontier",),
                        ((1.0, 1.0), (0.5, 2.0)),
-                       ("budget.steps=4", "eval.every=2", "data.n_eval_per_cell=2",
+                       ("budget.steps=4", "eval.every_frac=0.5", "data.n_eval_per_cell=2",
                         "data.n_retention=4", "rollouts.K=4", "rollouts.settled_K=2",
                         "rollouts.refresh_every=2", "data.add_counts=[]", "data.mul_counts=[]",
                         "data.n_train_per_cell=6", "eval.mean_at_k=1")),

@@ -234,13 +234,15 @@ class State:
     wall: float = 0.0
     refresh_flops: float = 0.0  # FLOPs of the last pass-rate refresh (all ranks)
     idle_refreshes: int = 0     # refreshes in a row after which every weight was 0
+    last_refresh: int = -1      # step of the last pass-rate refresh (-1: none yet)
 
     def extra(self, cfg: RunConfig) -> dict:
         return {"table": self.table.state(), "ledger": self.ledger.state(),
                 "references": self.references, "reference_ok": self.reference_ok,
                 "retention_start": self.retention_start, "last_eval": self.last_eval,
                 "timers": self.timers, "wall": self.wall, "refresh_flops": self.refresh_flops,
-                "idle_refreshes": self.idle_refreshes, "config": config_to_toml(cfg)}
+                "idle_refreshes": self.idle_refreshes, "last_refresh": self.last_refresh,
+                "config": config_to_toml(cfg)}
 
 
 def setup(cfg: RunConfig) -> tuple[Run, State]:
@@ -289,6 +291,8 @@ def resume_state(run: Run, st: State, ckpt: Path) -> None:
         st.timers, st.wall = extra["timers"], extra["wall"]
         st.refresh_flops = float(extra.get("refresh_flops", 0.0))
         st.idle_refreshes = int(extra.get("idle_refreshes", 0))
+        st.last_refresh = int(extra.get("last_refresh", st.step - st.step % max(
+            run.cfg.rollouts.refresh_every, 1)))
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise InputError(f"{ckpt}: the trainer state inside is incomplete or malformed "
                          f"({type(exc).__name__}: {exc}); start the run afresh with "
@@ -380,6 +384,34 @@ def settled_counts(table: PassRateTable, ids: list[str], rows, K: int, settled_K
         if moved.size:
             c[moved] = first[~agree] + roll(rows[moved], K - settled_K, (2,))
     return c, n
+
+
+def refresh_due(cfg: RunConfig, st: State) -> bool:
+    """Whether to refresh the pass rates before the next step. PACED's overhead: rollouts.
+    Uniform weighting never reads pass rates, so it pays for none (equal-compute comparisons
+    charge them). The first refresh comes before the first step; later ones every
+    rollouts.refresh_every steps, postponed while the refresh (its cost estimated as the
+    last one's) would lift the rollouts' share of the FLOPs used above rollouts.max_share,
+    and skipped when a FLOPs budget cannot pay for it in full (no overshoot by a refresh)."""
+    if cfg.weights.method == "uniform":
+        return False
+    cost, led = st.refresh_flops, st.ledger
+    if st.last_refresh >= 0:
+        if st.step - st.last_refresh < cfg.rollouts.refresh_every:
+            return False
+        if led.rollout_flops + cost > cfg.rollouts.max_share * (led.flops + cost):
+            return False
+    return not 0 < cfg.budget.flops < led.flops + cost
+
+
+def eval_due(cfg: RunConfig, step: int, progress_before: float, flops: float) -> bool:
+    """Evaluate after this step? Every eval.every steps, or with eval.every_frac > 0 when the
+    run's progress crossed a multiple of it during the step."""
+    f = cfg.eval.every_frac
+    if f <= 0:
+        return step % cfg.eval.every == 0
+    now = run_progress(cfg, step, flops)
+    return math.floor(now / f + 1e-9) > math.floor(progress_before / f + 1e-9)
 
 
 def loss_kind(cfg: RunConfig, st: State) -> str:
@@ -586,16 +618,16 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
         return (st.step >= cfg.budget.steps or 0 < cfg.budget.flops <= st.ledger.flops
                 or st.idle_refreshes >= IDLE_REFRESHES)
 
+    if cfg.run.progress and main:  # the legend of the bar's postfix
+        print("bar: loss = the step's weighted loss, acc = held-out accuracy at the last eval, "
+              "kept = problems with weight > 0 / candidates, p = pass-rate table: 0:never "
+              "solved [counts in 4 bins of (0, 1)] 1:always solved", file=sys.stderr)
     bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not (cfg.run.progress and main),
                desc=cfg.run.name, dynamic_ncols=True)
     while not done():
         before = st.ledger.row()
-        # PACED's overhead: K rollouts per problem per refresh. Uniform weighting never
-        # reads pass rates, so it pays for none (equal-compute comparisons charge them).
-        # A refresh the FLOPs budget cannot pay for in full (its cost: the last one's) is
-        # skipped, so that runs do not overshoot an equal-compute budget by a refresh.
-        due = st.step % cfg.rollouts.refresh_every == 0 and cfg.weights.method != "uniform"
-        if due and not 0 < cfg.budget.flops < st.ledger.flops + st.refresh_flops:
+        if refresh_due(cfg, st):
+            st.last_refresh = st.step
             refresh_pass_rates(run, st)
             _sync_ledger(run, st, before)
             st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
@@ -603,7 +635,8 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
             idle = not problem_weights(cfg.weights, st.table, st.table.ids).any()
             st.idle_refreshes = st.idle_refreshes + 1 if idle else 0
         st.step += 1
-        lr = lr_at(st.step, cfg, run_progress(cfg, st.step - 1, st.ledger.flops))
+        progress0 = run_progress(cfg, st.step - 1, st.ledger.flops)
+        lr = lr_at(st.step, cfg, progress0)
         for g in run.opt.param_groups:
             g["lr"] = lr
         idx = candidates(len(run.train_set), cfg.optim.batch_size, cfg.run.seed, st.step)
@@ -621,7 +654,7 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
         st.wall = wall0 + time.perf_counter()
         row.update(st.ledger.row(), lr=lr, wall_s=round(st.wall, 3))
         rows = [row]
-        if main and (st.step % cfg.eval.every == 0 or done()):
+        if main and (eval_due(cfg, st.step, progress0, st.ledger.flops) or done()):
             st.last_eval = _eval(run, st)
             rows.append(_eval_row(st, st.last_eval))
         if st.step % cfg.run.ckpt_every == 0 or done():
@@ -699,6 +732,7 @@ def _summary(run: Run, st: State) -> dict:
             "rollout_flops_share": (st.ledger.rollout_flops / st.ledger.flops
                                     if st.ledger.flops > 0 else 0.0),
             "pass_rate_histogram": st.table.histogram(),
+            "refreshes": len(st.table.history),
             "pass_rate_shares_start": st.table.shares(0),
             "pass_rate_shares_end": st.table.shares(),
             "teacher_reference_acc": float(np.mean(ref_ok)) if ref_ok else None,

@@ -1,5 +1,7 @@
-"""Figure 6: held-out accuracy against compute for each method of a recorded comparison
-(every seed drawn; the first seed solid).
+"""Figure 6: held-out accuracy against compute for each method of a recorded comparison:
+the mean over seeds with its 95 % bootstrap band, against total FLOPs (rollouts included:
+what a method costs) and against training FLOPs (rollouts excluded: what the weighting
+alone buys). Compute is a fraction of each seed's budget (the uniform run's FLOPs).
 
     python -m paper_figures.fig6_learning_curves [--compare-dir DIR] [--rerun]
 """
@@ -8,27 +10,22 @@ from __future__ import annotations
 
 import json
 
-from paced_train.compare import eval_curve
-from paced_train.report import PALETTE
+from paced_train.report import plot_curves
 from paper_figures.runs import args, compare_dir
-from paper_figures.style import figure, save
+from paper_figures.style import COLUMN_WIDTH, figure, save
 
 
 def main():
     d = compare_dir(args(__doc__))
     res = json.loads((d / "comparison.json").read_text())
-    fig, ax = figure(height=2.5)
+    fig, axes = figure(width=2 * COLUMN_WIDTH, height=2.5, ncols=2)
     rows = []
-    for m, r in res["methods"].items():
-        for i, run in enumerate(r["runs"]):
-            f, acc = eval_curve(run)
-            ax.plot(f, acc, color=PALETTE.get(m), alpha=1.0 if i == 0 else 0.35,
-                    label=m if i == 0 else None)
-            rows += [{"method": m, "seed": i, "flops": float(x), "acc": float(y)}
-                     for x, y in zip(f, acc)]
-    ax.set(xlabel="compute (FLOPs, ledger estimate)", ylabel="held-out accuracy (greedy)",
-           title="Learning curves at equal compute")
-    ax.legend()
+    for ax, axis in zip(axes, ("flops", "train_flops")):
+        rows += plot_curves(ax, res, axis)
+    axes[1].set_ylabel("")
+    axes[0].legend()
+    axes[0].set_title(f"Total compute (mean, 95 % band, {res['seeds']} seeds)")
+    axes[1].set_title("Training compute only")
     return save(fig, "fig6_learning_curves", rows)
 
 

@@ -1,5 +1,6 @@
-"""Figure 7: forgetting on the retention-only skill (retention accuracy at the start minus at
-the end) for each method of a recorded comparison, mean and standard deviation over seeds.
+"""Figure 7: forgetting on the retention set (retention accuracy at the start minus at the
+end) for each method of a recorded comparison: mean over seeds with its 95 % bootstrap
+interval, and the retention accuracy along the run (mean over seeds).
 
     python -m paper_figures.fig7_forgetting [--compare-dir DIR] [--rerun]
 """
@@ -8,23 +9,32 @@ from __future__ import annotations
 
 import json
 
-from paced_train.report import PALETTE
+import numpy as np
+
+from paced_train.compare import eval_rows
+from paced_train.report import PALETTE, plot_forgetting
 from paper_figures.runs import args, compare_dir
-from paper_figures.style import figure, save
+from paper_figures.style import COLUMN_WIDTH, figure, save
 
 
 def main():
     d = compare_dir(args(__doc__))
     res = json.loads((d / "comparison.json").read_text())
-    names = list(res["methods"])
-    vals = [res["methods"][m]["forgetting"] for m in names]
-    fig, ax = figure(height=2.3)
-    ax.bar(names, [v[0] for v in vals], yerr=[v[1] for v in vals],
-           color=[PALETTE.get(m, "#999999") for m in names])
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set(ylabel="forgetting (accuracy points / 100)", title="Forgetting on the retention set")
-    rows = [{"method": m, "forgetting_mean": v[0], "forgetting_sd": v[1],
-             "retention_mean": res["methods"][m]["retention"][0]} for m, v in zip(names, vals)]
+    fig, (ax, ax2) = figure(width=2 * COLUMN_WIDTH, height=2.4, ncols=2)
+    rows = plot_forgetting(ax, res)
+    ax.set_title("Forgetting at the end (95 % interval over seeds)")
+    ax.tick_params(axis="x", labelsize=6)
+    grid = np.linspace(0, 1, 41)
+    for m, r in res["methods"].items():
+        curves = []
+        for run, budget in zip(r["runs"], res["budget_flops"]):
+            ev = eval_rows(run)
+            curves.append(np.interp(grid, [e["flops"] / budget for e in ev],
+                                    [e["retention"] for e in ev]))
+        ax2.plot(grid, np.mean(curves, 0), color=PALETTE.get(m), label=m)
+    ax2.set(xlabel="total FLOPs, × uniform's budget", ylabel="retention accuracy (mean)",
+            title="Retention along the run")
+    ax2.legend()
     return save(fig, "fig7_forgetting", rows)
 
 

@@ -1,6 +1,7 @@
 """Table 9: the paper's main-table layout at our scale -- base student, unweighted (uniform),
-hard filter, AKL, Paced, two-stage -- with held-out accuracy per skill group and mean@k.
-Writes out/table9_main.md and .csv. Methods missing from the comparison are left out.
+hard filter, AKL, Paced, two-stage -- with held-out accuracy per skill group and mean@k: the
+mean over seeds and its 95 % bootstrap interval. Writes out/table9_main.md and .csv.
+Methods missing from the comparison are left out.
 
     python -m paper_figures.table9_main [--compare-dir DIR] [--rerun]
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from paced_theory.stats import bootstrap_ci
 from paper_figures.runs import args, compare_dir
 from paper_figures.style import OUT
 
@@ -16,36 +18,47 @@ ORDER = [("uniform", "unweighted"), ("hard", "hard filter"), ("akl", "AKL"),
          ("paced", "Paced"), ("two-stage", "Paced two-stage")]
 
 
-def base_row(run_dir: str) -> dict:
-    first = json.loads(open(f"{run_dir}/metrics.jsonl").readline())
-    return {"acc": first["acc"], "mean_at_k": first["mean_at_k"],
-            "by": first["acc_by_difficulty"]}
+def seed_values(run_dirs: list[str], first: bool) -> list[dict]:
+    """Per seed: {cell: acc, "all (greedy)": acc, "mean@k": ...} at the start (first eval of
+    the run) or at the end (its summary)."""
+    out = []
+    for d in run_dirs:
+        if first:
+            r = json.loads(open(f"{d}/metrics.jsonl").readline())
+        else:
+            r = json.loads(open(f"{d}/summary.json").read())
+        out.append({**r["acc_by_difficulty"], "all (greedy)": r["acc"],
+                    "mean@k": r["mean_at_k"]})
+    return out
 
 
 def main():
     d = compare_dir(args(__doc__))
     res = json.loads((d / "comparison.json").read_text())
     cells = list(res["methods"]["uniform"]["acc_by_difficulty"])
-    rows = [{"method": "base student", **{c: v for c, v in base_row(
-        res["methods"]["uniform"]["runs"][0])["by"].items()},
-        "all (greedy)": base_row(res["methods"]["uniform"]["runs"][0])["acc"],
-        "mean@k": base_row(res["methods"]["uniform"]["runs"][0])["mean_at_k"]}]
-    for key, label in ORDER:
-        if key in res["methods"]:
-            r = res["methods"][key]
-            rows.append({"method": label, **{c: r["acc_by_difficulty"][c][0] for c in cells},
-                         "all (greedy)": r["final_acc"][0], "mean@k": r["mean_at_k"][0]})
-    cols = ["method", *cells, "all (greedy)", "mean@k"]
-    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cols = [*cells, "all (greedy)", "mean@k"]
+    blocks = [("base student", seed_values(res["methods"]["uniform"]["runs"], True))]
+    blocks += [(label, seed_values(res["methods"][key]["runs"], False))
+               for key, label in ORDER if key in res["methods"]]
+    rows = []
+    for label, per_seed in blocks:
+        row = {"method": label}
+        for c in cols:
+            row[c], row[f"{c} lo"], row[f"{c} hi"] = bootstrap_ci([v[c] for v in per_seed])
+        rows.append(row)
+    md = [f"Held-out accuracy (%), mean over {res['seeds']} seeds [95 % bootstrap interval].",
+          "", "| method | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
     for r in rows:
-        md.append("| " + " | ".join(r["method"] if c == "method" else f"{100 * r[c]:.1f}"
-                                    for c in cols) + " |")
+        md.append(f"| {r['method']} | " + " | ".join(
+            f"{100 * r[c]:.1f} [{100 * r[c + ' lo']:.0f}, {100 * r[c + ' hi']:.0f}]"
+            for c in cols) + " |")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "table9_main.md").write_text("\n".join(md) + "\n")
     with open(OUT / "table9_main.csv", "w") as f:
-        f.write(",".join(cols) + "\n")
+        keys = list(rows[0])
+        f.write(",".join(keys) + "\n")
         for r in rows:
-            f.write(",".join(str(r[c]) for c in cols) + "\n")
+            f.write(",".join(str(r[k]) for k in keys) + "\n")
     return OUT / "table9_main.md"
 
 

@@ -112,3 +112,38 @@ def test_config_refuses_bad_counts_and_overlapping_retention():
         load_config(None, ["data.add_digits=[1,2]", "data.retention_add_digits=[2]"])
     with pytest.raises(ConfigError, match="settled_K"):
         load_config(None, ["rollouts.K=4", "rollouts.settled_K=4"])
+
+
+def test_refresh_due_spacing_share_cap_and_budget():
+    from paced_train.ledger import Ledger
+    from paced_train.trainer import State, refresh_due
+
+    cfg = load_config(None, ["rollouts.refresh_every=10", "rollouts.max_share=0.2"])
+    st = State(step=0, table=PassRateTable(["a"]), ledger=Ledger(100, 100))
+    assert refresh_due(cfg, st)                        # the first refresh: before step 1
+    assert not refresh_due(load_config(None, ["weights.method=uniform"]), st)
+    st.last_refresh, st.refresh_flops = 0, 1000.0
+    st.ledger.rollout(5)                               # 1000 FLOPs of rollouts so far
+    st.step = 9
+    assert not refresh_due(cfg, st)                    # too soon
+    st.step = 10
+    st.ledger.flops = 5000.0                           # (1000 + 1000) / 6000 > 0.2: postpone
+    assert not refresh_due(cfg, st)
+    st.ledger.flops = 9000.0                           # 2000 / 10000 = 0.2: due
+    assert refresh_due(cfg, st)
+    off = load_config(None, ["rollouts.refresh_every=10"])
+    st.ledger.flops = 1001.0                           # no cap: due whatever the share
+    assert refresh_due(off, st)
+    capped = load_config(None, ["rollouts.refresh_every=10", "budget.flops=1500"])
+    assert not refresh_due(capped, st)                 # the budget cannot pay for it
+
+
+def test_eval_due_in_steps_or_in_compute():
+    from paced_train.trainer import eval_due
+
+    steps = load_config(None, ["eval.every=5", "budget.steps=100"])
+    assert [s for s in range(1, 21) if eval_due(steps, s, 0.0, 0.0)] == [5, 10, 15, 20]
+    frac = load_config(None, ["eval.every_frac=0.25", "budget.flops=1000",
+                              "budget.steps=10000"])
+    assert eval_due(frac, 7, 0.24, 260.0) and not eval_due(frac, 8, 0.26, 300.0)
+    assert eval_due(frac, 9, 0.45, 760.0)  # crossed 0.5 and 0.75 in one step: one eval
