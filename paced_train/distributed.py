@@ -1,6 +1,6 @@
 """Data parallelism under `torchrun` (PyTorch DDP: NCCL on GPUs, gloo on CPU).
 
-    torchrun --nproc_per_node 2 -m paced_train.cli train paced_train/configs/demo.toml run.device=cpu
+    torchrun --nproc_per_node 2 -m paced_train.cli train configs/tiny.toml run.device=cpu
 
 How the loop divides the work (trainer.py), with W processes (ranks):
   - pass-rate refresh: the pool is cut into fixed chunks of rollouts.chunk problems, each

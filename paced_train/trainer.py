@@ -343,7 +343,7 @@ def refresh_pass_rates(run: Run, st: State) -> None:
             if c % d.world != d.rank:
                 continue
 
-            def roll(idx, k, phase):  # successes per problem of k rollouts each
+            def roll(idx, k, phase, c=c):  # successes per problem of k rollouts each
                 ok, _, tokens = generate_and_verify(
                     run.student, run.tok, [run.train_set[i] for i in idx], ro.max_new_tokens,
                     k=k, temperature=ro.temperature, top_p=ro.top_p,
