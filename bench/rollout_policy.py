@@ -7,7 +7,7 @@ with paired differences against the demo's own Paced runs (the policy the demo s
 
   full         K = 8 for every problem every 50 steps (no cap)
   sequential   settled_K = 2: settled problems get 2 rollouts first (no cap)
-  demo         sequential K and refreshes postponed above 15 % of the FLOPs (the shipped
+  demo         sequential K and refreshes postponed above 10 % of the FLOPs (the shipped
                policy: these are the demo's Paced runs, reused, not rerun)
 
     python bench/rollout_policy.py [--demo-dir runs/demo/compare] [--jobs 2]

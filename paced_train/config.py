@@ -116,6 +116,8 @@ class OptimSection:
     weight_decay: float = 0.0
     grad_clip: float = 1.0        # max global grad norm; 0 = no clipping
     warmup_steps: int = 10
+    sampler: str = "pool"         # pool: candidates from all problems (weight 0 dropped
+                                  # from the batch) | kept: only from problems of weight > 0
     schedule: str = "constant"    # constant | cosine: after warmup, decay to min_lr_frac * lr
                                   # over the run's progress (FLOPs used / budget.flops when a
                                   # FLOPs budget is set, else step / budget.steps)
@@ -179,6 +181,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("loss", "privileged"): ("none", "answer"),
     ("data", "extract"): ("first", "last"),
     ("optim", "schedule"): ("constant", "cosine"),
+    ("optim", "sampler"): ("pool", "kept"),
 }
 # keys that may change between a run and its --resume (they do not change what is computed)
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",

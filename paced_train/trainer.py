@@ -386,6 +386,20 @@ def settled_counts(table: PassRateTable, ids: list[str], rows, K: int, settled_K
     return c, n
 
 
+def sampling_pool(run: Run, st: State) -> np.ndarray:
+    """Indices of the training problems a step draws its candidates from. optim.sampler =
+    "pool": all of them (problems of weight 0 are then dropped from the batch). "kept"
+    (ours): only those of positive weight under the current pass-rate table, so every step
+    trains on a full batch; the expected update is the same weighted mean over the kept
+    problems, with less batch noise and no tiny steps once most problems are settled. When
+    nothing has positive weight it falls back to the whole pool (the step then keeps none)."""
+    everything = np.arange(len(run.train_set))
+    if run.cfg.optim.sampler == "pool" or run.cfg.weights.method == "uniform":
+        return everything
+    kept = np.flatnonzero(problem_weights(run.cfg.weights, st.table, st.table.ids) > 0)
+    return kept if kept.size else everything
+
+
 def refresh_due(cfg: RunConfig, st: State) -> bool:
     """Whether to refresh the pass rates before the next step. PACED's overhead: rollouts.
     Uniform weighting never reads pass rates, so it pays for none (equal-compute comparisons
@@ -639,7 +653,8 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
         lr = lr_at(st.step, cfg, progress0)
         for g in run.opt.param_groups:
             g["lr"] = lr
-        idx = candidates(len(run.train_set), cfg.optim.batch_size, cfg.run.seed, st.step)
+        pool = sampling_pool(run, st)
+        idx = pool[candidates(len(pool), cfg.optim.batch_size, cfg.run.seed, st.step)]
         cand = [run.train_set[i] for i in idx]
         w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
         keep = w > 0  # dropped problems never reach a teacher or student forward pass

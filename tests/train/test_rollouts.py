@@ -147,3 +147,22 @@ def test_eval_due_in_steps_or_in_compute():
                               "budget.steps=10000"])
     assert eval_due(frac, 7, 0.24, 260.0) and not eval_due(frac, 8, 0.26, 300.0)
     assert eval_due(frac, 9, 0.45, 760.0)  # crossed 0.5 and 0.75 in one step: one eval
+
+
+def test_kept_sampler_draws_only_positive_weights_and_falls_back():
+    from types import SimpleNamespace
+
+    from paced_train.trainer import State, candidates, sampling_pool
+
+    t = table_with([0, 4, 8, 2, 0, 5], 8)
+    run = SimpleNamespace(cfg=load_config(None, ["optim.sampler=kept"]), train_set=list(range(6)))
+    st = State(step=0, table=t, ledger=None)
+    pool = sampling_pool(run, st)
+    assert pool.tolist() == [1, 3, 5]
+    batch = pool[candidates(len(pool), 2, 0, 1)]
+    assert set(batch.tolist()) <= {1, 3, 5}
+    run.cfg = load_config(None, [])                       # sampler = pool: everything
+    assert sampling_pool(run, st).tolist() == list(range(6))
+    run.cfg = load_config(None, ["optim.sampler=kept"])
+    st.table = table_with([0, 8, 0, 8, 0, 8], 8)         # nothing kept: the whole pool
+    assert sampling_pool(run, st).tolist() == list(range(6))
