@@ -95,6 +95,8 @@ accuracy; phase_summary reduces its rows to per-seed ratios against uniform.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +106,7 @@ from paced_theory.kernels import ESTIMATORS, estimate_weight, hard_band
 from paced_theory.models import m1
 
 NORMALISE = ("sum", "mean")
+MAX_ELEMENTS = 50_000_000  # largest array the simulator allocates (400 MB of float64)
 GRADIENTS = ("onpolicy", "forward")
 # The forward model's default learnability floor lambda: an assumption, not a fit (no value
 # reproduced the neural ordering; see predict_phase's docstring).
@@ -158,6 +161,17 @@ class PopulationConfig:
         if self.dim < 2:
             raise InputError("population config: 'dim' must be >= 2 "
                              "(the last coordinate is the known set's)")
+        # the population (n x dim loadings) and one step's noise (batch x K x dim) are dense
+        # float64 arrays: keep each below MAX_ELEMENTS (8 bytes each) rather than fail later
+        sizes = {"(n_problems + n_heldout + n_known) * dim":
+                 (self.n_problems + self.n_heldout + self.n_known) * self.dim,
+                 "batch_size * K * dim": min(self.batch_size, self.n_problems) * self.K * self.dim}
+        for what, n in sizes.items():
+            if n > MAX_ELEMENTS:
+                raise InputError(f"population config: {what} = {n:.3g} floats "
+                                 f"({8 * n / 2**30:.3g} GiB) is over the {MAX_ELEMENTS:.0e} "
+                                 "this simulator allows; use fewer problems (--problems), "
+                                 "rollouts (--K) or a smaller batch")
         for k in ("lr", "cost_update"):
             if not getattr(self, k) > 0:
                 raise InputError(f"population config: '{k}' must be > 0")
@@ -345,6 +359,26 @@ def parse_method(method: str) -> tuple[str, dict]:
                      "beta+floor:A,B,EPS or oracle")
 
 
+def method_weights(method: str, c, cfg: PopulationConfig) -> np.ndarray:
+    """Weights of problems with c successes in cfg.K rollouts under a pass-rate method (hard,
+    beta, beta:A,B, beta+floor:A,B,EPS; uniform gives ones). The oracle reads true p: use
+    forward_rho or models.m1(...).rho."""
+    kind, mparams = parse_method(method)
+    c = np.asarray(c)
+    if kind == "uniform":
+        return np.ones(c.shape)
+    if kind == "hard":
+        return hard_band(c / cfg.K, cfg.hard_lo, cfg.hard_hi)
+    if kind != "beta":
+        raise InputError(f"method_weights: {method!r} does not weight by pass-rate counts")
+    w = estimate_weight(c, cfg.K, mparams.get("alpha", cfg.alpha), mparams.get("beta", cfg.beta),
+                        estimator=cfg.estimator)
+    floor = mparams.get("floor", 0.0)
+    if floor > 0:  # beta+floor: problems with c = 0 keep weight EPS (paced_train's weights.floor)
+        w[c == 0] = np.maximum(w[c == 0], floor)
+    return w
+
+
 def simulate(cfg: PopulationConfig, method: str, seed: int = 0,
              budget: float | None = None, max_steps: int | None = None) -> dict:
     """Run one method; the population and all randomness derive from `seed` (same data for
@@ -353,10 +387,7 @@ def simulate(cfg: PopulationConfig, method: str, seed: int = 0,
     budget=None runs cfg.steps steps. With a budget, the run ignores cfg.steps and stops after
     the first step whose cumulative compute reaches `budget` (overshoot: at most one step's
     compute), or after max_steps steps (default 100 * cfg.steps), evaluating there too."""
-    kind, mparams = parse_method(method)
-    alpha = mparams.get("alpha", cfg.alpha)
-    beta = mparams.get("beta", cfg.beta)
-    floor = mparams.get("floor", 0.0)
+    kind, _ = parse_method(method)
     forward = cfg.gradient == "forward"
     if budget is not None and not (np.isfinite(budget) and budget > 0):
         raise InputError(f"simulate: budget must be a finite number > 0 (got {budget!r})")
@@ -392,14 +423,10 @@ def simulate(cfg: PopulationConfig, method: str, seed: int = 0,
             rollouts += B * K
         if kind == "uniform":
             w = np.ones(B)
-        elif kind == "hard":
-            w = hard_band(c / K, cfg.hard_lo, cfg.hard_hi)
-        elif kind == "beta":
-            w = estimate_weight(c, K, alpha, beta, estimator=cfg.estimator)
-            if floor > 0:  # beta+floor: hopeless-looking problems keep weight EPS
-                w[c == 0] = np.maximum(w[c == 0], floor)
-        else:
+        elif kind == "oracle":
             w = rho(p)
+        else:
+            w = method_weights(method, c, cfg)
         keep = w > 0
         m = int(keep.sum())
         updates += m
@@ -448,14 +475,36 @@ def simulate(cfg: PopulationConfig, method: str, seed: int = 0,
     }
 
 
-def compare(cfg: PopulationConfig, methods, seeds: int = 3) -> list[dict]:
+def compare(cfg: PopulationConfig, methods, seeds: int = 3, progress: bool = True) -> list[dict]:
     """Every method on the same seeds (hence the same problems); one row per method with
-    mean and std over seeds. Compute-to-target averages over the seeds that reached it."""
+    mean and std over seeds. Compute-to-target averages over the seeds that reached it.
+    With progress, a legend line and one line per finished run go to stderr."""
     if int(seeds) < 1:
         raise InputError(f"--seeds must be >= 1 (got {seeds})")
-    rows = []
+    methods = list(methods)
     for method in methods:
-        runs = [simulate(cfg, method, s) for s in range(int(seeds))]
+        parse_method(method)  # refuse a bad name before any run
+    total, t0 = len(methods) * int(seeds), time.perf_counter()
+    if progress:
+        print(f"simulate: {len(methods)} method(s) x {int(seeds)} seed(s), {cfg.steps} steps "
+              f"of {min(cfg.batch_size, cfg.n_problems)} problems each; one line per run: "
+              f"the step at which held-out accuracy first reached {cfg.target} (never: not "
+              "within the steps), the final accuracy, seconds since the start",
+              file=sys.stderr, flush=True)
+
+    def run(method: str, seed: int, k: int) -> dict:
+        r = simulate(cfg, method, seed)
+        if progress:
+            hit = r["to_target"]
+            print(f"simulate [{k}/{total}] {method}, seed {seed}: target "
+                  f"{'at step ' + str(hit['steps']) if hit else 'never'}, final accuracy "
+                  f"{r['final_accuracy']:.3f}, {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+        return r
+
+    rows = []
+    for i, method in enumerate(methods):
+        runs = [run(method, s, i * int(seeds) + s + 1) for s in range(int(seeds))]
         hit = [r["to_target"] for r in runs if r["to_target"] is not None]
 
         def ms(xs):
