@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PacedError as exc:
-        print(f"paced: error: {exc}", file=sys.stderr)
+        print(f"paced: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line (for train: the command that goes on)
+        hint = getattr(args, "on_interrupt", None)
+        print(f"paced: {hint(args) if hint else 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

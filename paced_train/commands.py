@@ -80,7 +80,6 @@ def _cmd_compare(args) -> int:
 
 def _cmd_demo(args) -> int:
     from paced_train.demo import run_demo
-
     from paced_train.rundir import lock_dir
 
     with lock_dir(args.out):  # one demo at a time in out (it reuses and replaces runs there)
@@ -97,8 +96,11 @@ def _cmd_study(args) -> int:
 
     cfg = load_config(args.config or demo_config_path(), list(args.overrides))
     out = Path(args.out)
-    summary = run_study(cfg, out, size=args.size, jobs=args.jobs, seeds=args.seeds,
-                        overwrite=args.overwrite_runs)
+    from paced_train.rundir import lock_dir
+
+    with lock_dir(out):  # one study at a time in out (it reuses and resumes runs there)
+        summary = run_study(cfg, out, size=args.size, jobs=args.jobs, seeds=args.seeds,
+                            overwrite=args.overwrite_runs)
     print((out / "table.md").read_text())
     print(f"wrote {out}/study.csv, table.md, phase.png, kernel_map.png ({summary['runs']} runs, "
           f"{summary['wall_s']:.0f} s)")

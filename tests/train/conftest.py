@@ -1,6 +1,5 @@
-"""Tiny random GPT teacher/student pairs saved to a temporary directory, and the tiny config.
-
-Tests must not depend on the shipped weights' quality, so they use these."""
+"""The tiny config on the tiny random GPT pair (tests/conftest.py: tiny_models), and one
+torch thread per test module."""
 
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ import pytest
 import torch
 
 from paced_train.config import load_config
-from paced_train.model import GPT, GPTConfig, save_model
-from paced_train.tokenizer import default_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,19 +21,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    tok = default_tokenizer()
-    torch.manual_seed(0)
-    paths = {}
-    for name, layers in (("student", 1), ("teacher", 1)):
-        m = GPT(GPTConfig(tok.vocab_size, block_size=48, n_layer=layers, n_head=2, n_embd=16))
-        save_model(d / f"{name}.safetensors", m, tok, {})
-        paths[name] = str(d / f"{name}.safetensors")
-    return paths
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from paced_train.checkpoint import read_checkpoint
 from paced_train.config import load_config
 from paced_train.trainer import train
 
@@ -65,8 +66,8 @@ def test_two_gloo_ranks_equal_one_process_forward_kl(tmp_path):
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-7), a["step"]
     assert [r["acc"] for r in _rows(tmp_path / "one", "eval")] == \
         [r["acc"] for r in _rows(tmp_path / "two", "eval")]
-    ca = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=False)
-    cb = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=False)
+    ca = read_checkpoint(tmp_path / "one" / "checkpoints" / "last.safetensors")
+    cb = read_checkpoint(tmp_path / "two" / "checkpoints" / "last.safetensors")
     assert ca["extra"]["table"] == cb["extra"]["table"]  # same pass rates on both layouts
     assert set(ca["extra"]["references"]) == set(cb["extra"]["references"])  # gathered
     for k, v in ca["model"].items():

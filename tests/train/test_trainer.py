@@ -18,7 +18,7 @@ import paced_train.distributed as distributed
 import paced_train.evaluate as evaluate_mod
 import paced_train.trainer as trainer
 from paced_theory.errors import ConfigError, PacedError
-from paced_train.checkpoint import load_checkpoint
+from paced_train.checkpoint import load_checkpoint, read_checkpoint
 from paced_train.config import load_config
 from paced_train.model import GPT, load_model
 from paced_train.trainer import train
@@ -50,7 +50,7 @@ def stable(summary):
 
 
 def ckpt(run_dir):
-    return torch.load(run_dir / "checkpoints/last.pt", weights_only=False)
+    return read_checkpoint(run_dir / "checkpoints/last.safetensors")
 
 
 def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_path,
@@ -59,7 +59,7 @@ def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_pa
     a = train(cfg, tmp_path / "a")
     b = train(cfg, tmp_path / "b")
     assert stable(a) == stable(b) and rows(tmp_path / "a") == rows(tmp_path / "b")
-    for name in ("config.toml", "metrics.jsonl", "summary.json", "checkpoints/last.pt"):
+    for name in ("config.toml", "metrics.jsonl", "summary.json", "checkpoints/last.safetensors"):
         assert (tmp_path / "a" / name).exists()
     assert load_config(tmp_path / "a" / "config.toml") == cfg
     steps, evals = rows(tmp_path / "a", "step"), rows(tmp_path / "a", "eval")
@@ -191,9 +191,10 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_cfg, tmp_path
     with pytest.raises(PacedError, match="step 3"):
         train(cfg, tmp_path / "nan")
     assert list(saved) == [2]  # nothing was written after the NaN
-    assert (tmp_path / "nan/checkpoints/last.pt").read_bytes() == saved[2]
+    assert (tmp_path / "nan/checkpoints/last.safetensors").read_bytes() == saved[2]
     model = load_model(cfg.models.student)[0]
-    assert load_checkpoint(tmp_path / "nan/checkpoints/last.pt", model=model)["step"] == 2
+    assert load_checkpoint(tmp_path / "nan/checkpoints/last.safetensors",
+                           model=model)["step"] == 2
     assert all(torch.isfinite(p).all() for p in model.parameters())
     # once the cause is gone, --resume finishes exactly like a run that never failed
     monkeypatch.setattr(trainer.losses, "weighted_loss", real_loss)
@@ -268,6 +269,7 @@ def test_progress_bar_and_device_resolution(tiny_cfg, tmp_path, capsys):
           tmp_path / "r")
     err = capsys.readouterr().err
     assert "loss" in err and "acc" in err and " p " in err
+    assert "bar: loss = " in err and "kept = " in err  # the postfix's legend
     assert distributed.resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         assert distributed.resolve_device("auto") == torch.device("cpu")
