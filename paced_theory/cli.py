@@ -16,14 +16,24 @@ from paced_theory.errors import InputError
 
 
 def _emit(payload: dict, as_json: bool, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=_jsonable) if as_json else text)
+    if as_json:  # strict JSON: NaN and infinities are printed as null, never bare
+        print(json.dumps(_strict(payload), indent=2, allow_nan=False))
+    else:
+        print(text)
 
 
-def _jsonable(x):
-    """numpy scalars/arrays and inf -> plain JSON values."""
+def _strict(x):
+    """x as plain JSON values: numpy scalars and arrays as Python ones, non-finite floats
+    as None, recursively."""
     if hasattr(x, "tolist"):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+        x = x.tolist()
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_strict(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -54,12 +64,16 @@ def _cmd_snr(args: argparse.Namespace) -> int:
     from paced_theory.kernels import beta_kernel
     from paced_theory.models import MODELS
 
-    for flag in ("K",):
-        if getattr(args, flag) < 1:
-            raise InputError(f"--{flag} must be >= 1 (got {getattr(args, flag)})")
-    for flag in ("sigma2", "tau2", "noise_floor", "gamma"):
-        if getattr(args, flag) < 0:
-            raise InputError(f"--{flag.replace('_', '-')} must be >= 0 (got {getattr(args, flag)})")
+    # the models' ranges (paced_theory.models), checked here to name the flag
+    if not 1 <= args.K <= 10**6:
+        raise InputError(f"--K must be an integer in [1, 1e6] (got {args.K})")
+    lo = 1e-8
+    for flag in ("sigma2", "tau2", "noise_floor", "gamma", "Delta", "kappa"):
+        v, hi = getattr(args, flag), 50.0 if flag == "gamma" else 1e8
+        zero_ok = flag not in ("Delta", "kappa")
+        if not ((zero_ok and v == 0) or lo <= v <= hi):
+            rng = f"0 or a number in [{lo:g}, {hi:g}]" if zero_ok else f"in [{lo:g}, {hi:g}]"
+            raise InputError(f"--{flag.replace('_', '-')} must be {rng} (got {v})")
     if args.model == "m1":
         model = MODELS["m1"](K=args.K, sigma2=args.sigma2, tau2=args.tau2, Delta=args.Delta,
                              baseline=args.baseline)
@@ -144,6 +158,10 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from paced_theory.fit import fit_families, read_snr_csv
 
+    if not 0 <= args.n_boot <= 10**5:
+        raise InputError(f"--n-boot must be an integer in [0, 100000] (got {args.n_boot})")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0 (got {args.seed})")
     curve = read_snr_csv(Path(args.file))
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     results = fit_families(curve, families=families, n_boot=args.n_boot, seed=args.seed)
@@ -169,6 +187,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from paced_theory import population as pop
 
+    if not 1 <= args.seeds <= 10**4:
+        raise InputError(f"--seeds must be an integer in [1, 10000] (got {args.seeds})")
     overrides = {"n_problems": args.problems, "steps": args.steps, "K": args.K}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = pop.from_overrides(overrides)

@@ -82,6 +82,8 @@ def _cmd_demo(args) -> int:
     from paced_train.demo import run_demo
     from paced_train.rundir import lock_dir
 
+    if args.seeds is not None and args.seeds < 1:  # before anything is created
+        raise InputError(f"--seeds must be >= 1 (got {args.seeds})")
     with lock_dir(args.out):  # one demo at a time in out (it reuses and replaces runs there)
         path = run_demo(Path(args.out), quick=args.quick, seeds=args.seeds, jobs=args.jobs)
     print(path.read_text())

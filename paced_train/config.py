@@ -347,7 +347,8 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
     caps = {"data.n_train_per_cell": 10**6, "data.n_eval_per_cell": 10**6,
             "data.n_retention": 10**6, "rollouts.K": 4096, "rollouts.max_new_tokens": 65536,
             "eval.max_new_tokens": 65536, "eval.mean_at_k": 4096, "probe.n_problems": 10**6,
-            "probe.sketch_dim": 2**20, "probe.sketch_hashes": 64, "probe.n_boot": 10**5}
+            "probe.sketch_dim": 2**20, "probe.sketch_hashes": 64, "probe.n_boot": 10**5,
+            "run.threads": 1024}
     for dotted, cap in caps.items():
         section, key = dotted.split(".")
         value = getattr(getattr(cfg, section), key, 0)
@@ -360,6 +361,8 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         if f.name.endswith("digits") and any(x > 18 for x in value):
             bad(f"data.{f.name}", f"needs digit counts <= 18, the most a 64-bit integer "
                 f"holds (got {list(value)})")
+        if f.name.endswith("counts") and any(x > 10**6 for x in value):
+            bad(f"data.{f.name}", f"needs counts <= 1000000 (got {list(value)})")
     at_least_one = ["rollouts.K", "rollouts.refresh_every", "rollouts.max_new_tokens",
                     "rollouts.chunk",
                     "optim.batch_size", "budget.steps", "eval.every", "eval.mean_at_k",

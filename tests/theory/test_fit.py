@@ -27,6 +27,7 @@ from scipy.optimize import linprog
 from paced_theory.errors import InputError
 from paced_theory.fit import (
     FAMILIES,
+    FITTERS,
     SNRCurve,
     family_kernel,
     fit_beta_eff,
@@ -233,6 +234,36 @@ def test_bootstrap_intervals():
     noisy = SNRCurve(P, P**2 * (1 - P) ** 2 * np.exp(rng.normal(0, 0.5, P.size)))
     r2 = fit_families(noisy, families=("beta_ls",), n_boot=200, seed=1)["beta_ls"]
     assert r2.intervals["alpha"][1] - r2.intervals["alpha"][0] > hi - lo
+
+
+@pytest.mark.parametrize("level", [0.95, 0.8])
+def test_bootstrap_is_exactly_the_documented_resampling(level):
+    """An exact replay of fit_families' bootstrap as its docstring states it: n_boot draws of
+    n indices from rng.integers(0, n, n) (every point can be drawn, the last one too), a
+    refit per draw, and the (1-level)/2 and (1+level)/2 percentiles. A resampling that
+    never draws the last point (integers(0, n - 1, n)) or other percentile levels give
+    different intervals. Ours."""
+    rng = np.random.default_rng(11)
+    p = np.linspace(0.04, 0.96, 12)
+    curve = SNRCurve(p, p**1.5 * (1 - p) ** 2.5 * np.exp(rng.normal(0, 0.3, p.size)),
+                     count=rng.integers(1, 20, p.size).astype(float))
+    fams = ("beta_ls", "gaussian", "hard")
+    got = fit_families(curve, families=fams, n_boot=40, seed=7, level=level)
+    replay = np.random.default_rng(7)
+    draws = {f: [] for f in fams}
+    for _ in range(40):
+        sub = curve.subset(replay.integers(0, p.size, p.size))
+        for f in fams:
+            try:
+                draws[f].append(FITTERS[f](sub))
+            except InputError:
+                continue
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    for f in fams:
+        assert got[f].n_boot == len(draws[f]) > 0
+        want = {k: tuple(float(x) for x in np.percentile([d[k] for d in draws[f]], q))
+                for k in draws[f][0]}
+        assert got[f].intervals == want, f  # exact: same draws, same fits, same levels
 
 
 def test_fit_families_argument_errors():

@@ -72,6 +72,19 @@ def test_log_beta_kernel_is_finite_and_exact_near_the_boundaries(alpha, beta, e)
     assert hi == pytest.approx(beta * math.log(2.0**-53) + alpha * math.log(near_one), rel=1e-13)
 
 
+@pytest.mark.parametrize("p", [1e-20, 1e-10, 3e-9, 2.0**-30])
+def test_log_beta_kernel_uses_log1p_near_zero(p):
+    """beta*log1p(-p), not beta*log(1 - p): 1 - p rounds away the digits of a small p
+    (log(1 - 1e-20) = 0 exactly, log1p(-1e-20) = -1e-20), so the test has zero absolute
+    tolerance and a relative one of a few ulps."""
+    exact = -p - p * p / 2 - p**3 / 3  # the series of log(1 - p); the rest is < 1e-27 p
+    assert log_beta_kernel(p, 0.0, 1.0) == pytest.approx(exact, rel=4e-16, abs=0)
+    assert log_beta_kernel(p, 0.0, 2.5) == pytest.approx(2.5 * exact, rel=4e-16, abs=0)
+    # with alpha > 0 the log(p) term dominates; the (1-p) factor still shows at 1e-20 relative
+    both = log_beta_kernel(p, 1.0, 1.0)
+    assert both == pytest.approx(math.log(p) + exact, rel=4e-16, abs=0)
+
+
 def test_log_beta_kernel_at_1e_300():
     val = log_beta_kernel(np.array([1e-300]), 3.0, 2.0)
     assert np.isfinite(val).all()

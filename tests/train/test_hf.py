@@ -352,8 +352,8 @@ def test_models_cli_fetches_then_reports_the_path(tmp_path, monkeypatch, capsys)
     monkeypatch.setitem(fetch.SMOLLM2, "size", len(payload))
     monkeypatch.setitem(fetch.SMOLLM2, "sha256", hashlib.sha256(payload).hexdigest())
     cache = str(tmp_path / "cache")
-    assert main(["models", "path", "smollm2", "--cache-dir", cache]) == 1
-    assert "not fetched" in capsys.readouterr().out
+    assert main(["models", "path", "smollm2", "--cache-dir", cache]) == 2  # an error, on stderr
+    assert "not fetched" in capsys.readouterr().err
     assert main(["models", "fetch", "smollm2", "--cache-dir", cache]) == 0
     path = Path(capsys.readouterr().out.strip())
     assert path.read_bytes() == payload and path.parent == tmp_path / "cache"
