@@ -107,6 +107,7 @@ from paced_theory.models import m1
 
 NORMALISE = ("sum", "mean")
 MAX_ELEMENTS = 50_000_000  # largest array the simulator allocates (400 MB of float64)
+MAX_STEPS = 10_000_000     # 10^4 times the default: beyond it a run would not finish
 GRADIENTS = ("onpolicy", "forward")
 # The forward model's default learnability floor lambda: an assumption, not a fit (no value
 # reproduced the neural ordering; see predict_phase's docstring).
@@ -161,6 +162,9 @@ class PopulationConfig:
         if self.dim < 2:
             raise InputError("population config: 'dim' must be >= 2 "
                              "(the last coordinate is the known set's)")
+        if self.steps > MAX_STEPS:
+            raise InputError(f"population config: 'steps' must be <= {MAX_STEPS:.0e} "
+                             f"(got {self.steps})")
         # the population (n x dim loadings) and one step's noise (batch x K x dim) are dense
         # float64 arrays: keep each below MAX_ELEMENTS (8 bytes each) rather than fail later
         sizes = {"(n_problems + n_heldout + n_known) * dim":

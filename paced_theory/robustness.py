@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 
+LOG_DELTA_MAX = 709.0  # e^709 < the largest float < e^710
+
+
 def _delta(delta, log: bool) -> float:
     try:
         d = float(delta)
@@ -65,6 +68,12 @@ def _delta(delta, log: bool) -> float:
         raise InputError(
             f"--delta must be < 1 for the band [1-delta, 1+delta] (got {delta!r}); "
             "use the log band [e^-delta, e^delta] (log=True, `--log`) for larger errors"
+        )
+    if log and d > LOG_DELTA_MAX:
+        raise InputError(
+            f"--delta must be <= {LOG_DELTA_MAX:g} for the log band (got {delta!r}): e^delta "
+            "overflows a float beyond it (the worst-case loss tanh(delta)^2 is already 1 to "
+            "double precision from delta = 19)"
         )
     return d
 
