@@ -37,10 +37,7 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) runs paper_figures/out .pytest_cache
 
-# bench/vs_trl.py needs TRL, which stays out of the project's dependencies: its own venv.
-bench-trl:
-	test -x .venv-trl/bin/python || $(PY) -m venv .venv-trl
-	.venv-trl/bin/pip install -q --upgrade pip
-	.venv-trl/bin/pip install -q "$(TORCH)"
-	.venv-trl/bin/pip install -q -e ".[hf]" "trl==1.16.0"
-	.venv-trl/bin/python bench/vs_trl.py
+# bench/vs_trl.py needs TRL: the optional extra `trl`, which the dev extra (installed above)
+# includes.
+bench-trl: $(STAMP)
+	$(BIN)/python bench/vs_trl.py
