@@ -30,8 +30,8 @@ def test_example_runs_at_tiny_size(tmp_path, capsys):
 def test_two_stage_runs_forward_then_reverse_on_one_table(pair_dir, tmp_path):
     from datasets import Dataset
 
-    from paced_train.integrations.trl_gkd import PacedGKDTrainer, PacedTwoStage
     from paced_train.integrations.trl import PacedDistillationTrainer
+    from paced_train.integrations.trl_gkd import PacedGKDTrainer, PacedTwoStage
 
     student, tok = load(pair_dir["student"])
     teacher, _ = load(pair_dir["teacher"])
