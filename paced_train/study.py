@@ -333,20 +333,21 @@ def plot_kernel_map(table: list[dict], pool: str, path: Path,
     grid = np.full((len(betas), len(alphas)), np.nan)
     for (a, b), t in cells.items():
         grid[betas.index(b), alphas.index(a)] = t["auc_ratio"]["mean"]
-    fig, ax = plt.subplots(figsize=(4.8, 3.9))
+    fig, ax = plt.subplots(figsize=(4.8, 4.3))
     finite = grid[np.isfinite(grid)]
     lo, hi = (min(0.8, finite.min()), max(1.2, finite.max())) if finite.size else (0.8, 1.2)
     im = ax.imshow(grid, origin="lower", cmap="RdBu", vmin=lo, vmax=hi)
     for (a, b), t in cells.items():
         r = t["auc_ratio"]
-        ax.text(alphas.index(a), betas.index(b),
+        ax.text(alphas.index(a), betas.index(b) - 0.22,
                 f"{r['mean']:.3f}\n[{r['lo']:.2f}, {r['hi']:.2f}]", ha="center", va="center",
                 fontsize=7)
-    for label, (a, b) in (marks or {}).items():
+    for (label, (a, b)), marker in zip((marks or {}).items(), "*Dos^"):
         x = np.interp(np.log(a), np.log(alphas), np.arange(len(alphas)))
         y = np.interp(np.log(max(b, 1e-3)), np.log(betas), np.arange(len(betas)))
-        ax.plot(x, y, marker="*", ms=12, color="k", ls="none")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.plot(x, y, marker=marker, ms=8, mfc="none", mec="k", ls="none", label=label)
+    if marks:
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
     ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
     ax.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set(xlabel="alpha (weight on the pass rate p)", ylabel="beta (weight on 1 - p)",

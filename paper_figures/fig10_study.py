@@ -23,6 +23,7 @@ from paced_train.study import arm_table, plot_kernel_map, plot_phase, read_csv
 from paper_figures.style import OUT
 
 ROOT = Path(__file__).resolve().parents[1]
+ROLLOUT_COST = 0.037
 
 
 def simulator_prediction(table: list[dict], seeds: int = 3) -> list[dict]:
@@ -32,7 +33,10 @@ def simulator_prediction(table: list[dict], seeds: int = 3) -> list[dict]:
     shares = sorted({round(t["hopeless_share"], 3) for t in table
                      if t["loss"] == "forward" and t["hopeless_share"] is not None})
     methods = {"paced": "beta", "hard": "hard", "floor": "beta+floor:1,1,0.05"}
-    rows = predict_phase(shares, methods=tuple(methods.values()), seeds=seeds)
+    # rollouts charged like the neural runs': about 9 % of a weighted method's compute
+    # (8 rollouts per drawn problem at cost c against an update cost of 3: 8c / (8c + 3))
+    rows = predict_phase(shares, methods=tuple(methods.values()), seeds=seeds,
+                         rollout_cost=ROLLOUT_COST)
     summary = phase_summary(rows)
     out = []
     for arm, name in methods.items():

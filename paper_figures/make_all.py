@@ -12,6 +12,7 @@ from pathlib import Path
 THEORY = ["fig1_snr_models", "fig2_kernels", "fig3_robustness", "fig4_estimation",
           "fig8_population"]
 RUNS = ["fig5_measured_snr", "fig6_learning_curves", "fig7_forgetting", "table9_main"]
+STUDY = "fig10_study"  # reads the recorded study (bench/results/study/study.csv)
 
 
 def main() -> None:
@@ -19,7 +20,8 @@ def main() -> None:
     rerun = "--rerun" in sys.argv
     for name in THEORY:
         print(importlib.import_module(f"paper_figures.{name}").main())
-    have_compare = (root / "runs/demo/compare/comparison.json").exists()
+    have_compare = any((root / d / "comparison.json").exists()
+                       for d in ("runs/demo/compare", "bench/results/demo"))
     have_probe = (root / "bench/results/snr_shipped/probe.json").exists()
     for name in RUNS:
         needs = have_probe if name == "fig5_measured_snr" else have_compare
@@ -28,6 +30,7 @@ def main() -> None:
             # the comparison was just remade for fig 6; read it instead of rerunning
             sys.argv = [name, "--compare-dir", str(root / "paper_figures/out/runs/compare")]
         print(importlib.import_module(f"paper_figures.{name}").main())
+    print(importlib.import_module(f"paper_figures.{STUDY}").main([]))
 
 
 if __name__ == "__main__":

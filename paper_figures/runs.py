@@ -1,7 +1,8 @@
 """Where figures 5-7 and 9 find their recorded runs, and how `--rerun` remakes them.
 
-Defaults: the demo's comparison (runs/demo/compare, made by `make demo`) and the committed
-SNR probes in bench/results/ (snr_shipped; snr_smollm2 when recorded).
+Defaults: the demo's comparison (runs/demo/compare, made by `make demo`; missing that, the
+recorded one in bench/results/demo) and the committed SNR probes in bench/results/
+(snr_shipped; snr_smollm2 when recorded).
 `--rerun` regenerates them at a quick size into paper_figures/out/runs/ first.
 """
 
@@ -30,6 +31,9 @@ def compare_dir(a) -> Path:
     from paced_train.demo import DEMO_METHODS, demo_config_path
 
     out = Path(a.compare_dir)
+    recorded = ROOT / "bench/results/demo"  # the recorded demo (eval rows and summaries)
+    if not (out / "comparison.json").exists() and out == ROOT / "runs/demo/compare":
+        out = recorded
     if a.rerun:
         out = ROOT / "paper_figures/out/runs/compare"
         cfg = load_config(demo_config_path(), QUICK_COMPARE)
