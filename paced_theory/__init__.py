@@ -1,7 +1,7 @@
 """paced_theory: the mathematics of PACED (arXiv 2603.11178), derived, checked and simulated.
 
-Pure numpy / scipy / sympy; never imports torch or paced_train. See THEORY.md in the
-repository's shared notes and the README's "Paper versus our derivation" section.
+Pure numpy / scipy / sympy; never imports torch or paced_train. The derivations, in
+docs/theory.md, are cited by section (docs/theory.md §N) in the docstrings.
 """
 
 from paced_theory.errors import ConfigError, InputError, PacedError

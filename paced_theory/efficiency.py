@@ -1,4 +1,4 @@
-"""Efficiency of a weighting w(p) against the best one (THEORY.md section 2; our framework).
+"""Efficiency of a weighting w(p) against the best one (docs/theory.md §2; our framework).
 
 Setting (ours). mu is the distribution of pass rates p over the training problems; s(p) is
 the expected useful component of a problem's gradient (its projection on the descent
@@ -283,7 +283,7 @@ def progress(w, s, v, mu: PassRateMeasure) -> float:
     """Q(w) = (E_mu[w s])^2 / E_mu[w^2 v]  ("progress" criterion).
 
     Returns 0 if both numerator and denominator vanish and inf if only the denominator does.
-    Q is invariant under w -> c w. Ours (THEORY.md section 2).
+    Q is invariant under w -> c w. Ours (docs/theory.md §2).
     """
     where = "progress"
     wv = _values(w, mu, "w", where)
@@ -300,7 +300,7 @@ def progress(w, s, v, mu: PassRateMeasure) -> float:
 def optimal_progress(s, v, mu: PassRateMeasure) -> float:
     """Q* = E_mu[s^2 / v] = max_w Q(w) (Cauchy-Schwarz; atoms with s = v = 0 contribute 0).
 
-    InputError if v = 0 where s != 0 (then Q* is infinite). Ours (THEORY.md section 2).
+    InputError if v = 0 where s != 0 (then Q* is infinite). Ours (docs/theory.md §2).
     """
     sv, vv = _signal_noise(s, v, mu, "optimal_progress")
     b = _snr(sv, vv)
@@ -315,7 +315,7 @@ def optimal_weight(s, v, criterion: str = "progress"):
 
     with 0/0 := 0. If s and v are both callables, returns a callable p -> w*(p); if either is
     an array (values at some common points), returns the array of w* values there.
-    Ours (THEORY.md section 2).
+    Ours (docs/theory.md §2).
     """
     where = "optimal_weight"
     _check_criterion(criterion, where)
@@ -351,7 +351,7 @@ def efficiency(w, mu: PassRateMeasure, *, s=None, v=None, rho=None,
     Expectations are under mu. eta = 1 iff w is proportional to the optimal weight
     mu-a.e.; a weight that vanishes mu-a.e., or a problem with no signal (Q* = 0, or
     rho = 0 mu-a.e.), gives 0. w must be >= 0. Rounding is clipped into [0, 1].
-    Ours (THEORY.md section 2).
+    Ours (docs/theory.md §2).
     """
     where = "efficiency"
     _check_criterion(criterion, where)

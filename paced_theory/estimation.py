@@ -1,4 +1,4 @@
-"""How much efficiency is lost because p is estimated from K rollouts (THEORY.md section 5).
+"""How much efficiency is lost because p is estimated from K rollouts (docs/theory.md §5).
 
 Ours: the whole framework of this file is our derivation; the paper only states that p is the
 empirical pass rate from K = 8 rollouts and w = p^alpha (1-p)^beta.
@@ -10,7 +10,7 @@ c ~ Binomial(K, p), and the problem is weighted by an estimate w_hat(c) of w(p) 
     w_bar(p)  = E_c[w_hat(c) | p]   = sum_c Bin(c; K, p) w_hat(c)      (mean weight at p)
     m2(p)     = E_c[w_hat(c)^2 | p] = sum_c Bin(c; K, p) w_hat(c)^2    (its second moment)
 
-Efficiency (allocation criterion of THEORY.md section 2, with a random weight). The value of
+Efficiency (allocation criterion of docs/theory.md §2, with a random weight). The value of
 a weighted batch is E[w_hat rho] = E_mu[w_bar rho], its effective-sample-size cost is
 E[w_hat^2] = E_mu[m2], so
 

@@ -1,4 +1,4 @@
-"""Fit weight-kernel families to a measured SNR curve (THEORY.md sections 3 and 6; ours).
+"""Fit weight-kernel families to a measured SNR curve (docs/theory.md §3, §7; ours).
 
 Input: points (p_i, rho_i): pass-rate bin centres and the gradient SNR measured there
 (paced_train's probe writes them as CSV p,snr[,count][,se]). The points define
@@ -28,7 +28,7 @@ paced_theory.kernels; a free log-scale c is always profiled out since eta ignore
                 minimise t s.t. |log rho_i - alpha log p_i - beta log(1-p_i) - c| <= t,
                 alpha, beta >= 0: a linear program (scipy linprog, HiGHS). Since
                 min_c max_i |r_i - c| = osc(r)/2, it minimises the residual oscillation, hence
-                maximises the Kantorovich guarantee, over all Beta kernels (THEORY.md s. 3).
+                maximises the Kantorovich guarantee, over all Beta kernels (docs/theory.md §3).
   gaussian      log w = -(p - center)^2 / (2 width^2): log rho ≈ k + a1 p + a2 p^2 is a linear
                 least-squares problem with a2 <= -1/(2 * 10^2) (width <= 10), solved exactly.
   kumaraswamy   log w = a log p + b log(1 - p^a), b >= 0, 0.01 <= a <= 50: weighted LS in log
@@ -348,7 +348,7 @@ def _signal_points(curve: SNRCurve) -> np.ndarray:
 
 def residual_oscillation(w_or_logw: np.ndarray, curve: SNRCurve, log: bool = False) -> float:
     """osc = max - min of log(rho_i / w_i) over points with rho_i > 0 and mu-mass > 0;
-    inf if w_i = 0 at such a point. Ours (THEORY.md section 3)."""
+    inf if w_i = 0 at such a point. Ours (docs/theory.md §3)."""
     x = np.asarray(w_or_logw, dtype=float)
     sig = _signal_points(curve)
     with np.errstate(divide="ignore"):
@@ -421,7 +421,7 @@ def fit_beta_linf(curve: SNRCurve) -> dict[str, float]:
     """{alpha, beta}: Chebyshev fit, min_{alpha,beta>=0,c} max_i |log rho_i - alpha log p_i
     - beta log(1-p_i) - c|, as an LP in (alpha, beta, c, t). It minimises the residual
     oscillation (= 2 t*) over Beta kernels, so it maximises 1 - tanh^2(osc/2).
-    Ours (THEORY.md section 3)."""
+    Ours (docs/theory.md §3)."""
     p, y, _ = _log_points(curve)
     A = _beta_design(p)
     n = len(p)

@@ -13,7 +13,7 @@ The other kernels are the baselines and alternative families that `fit.py` compa
 uniform, hard band, Gaussian bump, Kumaraswamy, sqrt-variance. `KERNELS` maps a name to the
 function, `make_kernel(name, **params)` returns a vectorised p -> w(p) with the parameters bound.
 
-In training, p is unknown: we only see c successes in K rollouts (THEORY.md section 5). Three
+In training, p is unknown: we only see c successes in K rollouts (docs/theory.md §5). Three
 estimators of w(p) from (c, K):
 
     plug-in     w(c/K)                                      biased (Paper's default usage)
@@ -312,7 +312,8 @@ def unbiased_beta_weight(c, K, alpha: float, beta: float) -> np.ndarray:
     expectation p^alpha (1-p)^beta, and its average over all ordered samples given c is the
     formula. Hence E_{c ~ Bin(K, p)}[w_hat(c)] = p^alpha (1-p)^beta exactly, for every p.
     For alpha = beta = 1: c (K-c) / (K (K-1)).
-    Note: C(c, alpha) C(K-c, beta) / C(K, alpha+beta) alone (as THEORY.md section 5 writes it)
+    Note: C(c, alpha) C(K-c, beta) / C(K, alpha+beta) alone (the earlier reference text's form,
+    docs/theory.md §9)
     is the hypergeometric probability of alpha successes in an unordered subsample; it is
     unbiased for C(alpha+beta, alpha) p^alpha (1-p)^beta (twice p(1-p) at alpha = beta = 1),
     hence the extra 1/C(alpha+beta, alpha) here.

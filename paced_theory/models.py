@@ -1,6 +1,6 @@
 """Gradient-statistics models: s(p), v(p) and rho(p) = s^2/v derived in sympy, with vectorised
 numeric twins, boundary exponents, implied Beta kernels and Monte Carlo samplers of
-per-problem gradients (THEORY.md sections 2 and 4).
+per-problem gradients (docs/theory.md §2, §4).
 
 Conventions (Ours). A problem's gradient G is a random vector in R^dim; the skill direction is
 u = e_1. s(p) = E[G . u] is the expected useful component, v(p) = tr Cov G its noise (trace of
@@ -15,7 +15,7 @@ They are computed by sympy limits of the logarithmic derivatives p d/dp log w* a
 are much faster for sympy than the quotient of logarithms. The implied Beta kernel is
 p^a (1-p)^b (negative exponents clipped to 0, see GradientModel.implied_beta).
 
-M1, on-policy outcome model (THEORY.md section 4; the finite-K derivations for the three
+M1, on-policy outcome model (docs/theory.md §4.1; the finite-K derivations for the three
 baselines are Ours). Logit z along u, p = sigmoid(z). K rollouts, r_j ~ Bernoulli(p) i.i.d.,
 score along u l_j = r_j - p (d log p_r / dz), advantage A_j = Delta r_j + eps_j with eps_j
 i.i.d. mean 0, Var eps = tau2, and zeta_j i.i.d. isotropic in all `dim` dimensions (including
@@ -33,7 +33,7 @@ cross-checked by enumeration of all 2^K outcomes in the tests):
     true_mean      s = Delta q
                    v = [D2 q((1-2p)^2 + sigma2) + tau2 (q + sigma2)] / K
                    rho = K D2 q^2 / (D2 q((1-2p)^2 + sigma2) + tau2 (q + sigma2))
-                   (tau2 = 0: rho = K q / ((1-2p)^2 + sigma2), THEORY.md)
+                   (tau2 = 0: rho = K q / ((1-2p)^2 + sigma2), §4.1)
     leave_one_out  s = Delta q (unbiased)
        reward      v = [D2 q((1-2p)^2 + 2q/(K-1)) + f sigma2 D2 q + tau2 (q + sigma2)] / K
        advantage   v = [D2 q((1-2p)^2 + 2q/(K-1)) + f (sigma2 D2 q + tau2 (q + sigma2))] / K
@@ -321,7 +321,7 @@ class GradientModel:
         return self._eval("rho", p)
 
     def optimal_weight(self, p, criterion: str = "allocation") -> np.ndarray:
-        """w*(p): rho = s^2/v ("allocation") or s/v ("progress"). Ours (THEORY.md section 2)."""
+        """w*(p): rho = s^2/v ("allocation") or s/v ("progress"). Ours (docs/theory.md §2)."""
         _check_choice("criterion", criterion, CRITERIA)
         return self._eval("rho" if criterion == "allocation" else "progress", p)
 
@@ -408,7 +408,7 @@ def _check_pos(where: str, **kw: float) -> None:
 # --------------------------------------------------------------------------- M1
 def m1(K: int = 8, sigma2: float = 1.0, tau2: float = 0.0, Delta: float = 1.0,
        baseline: str = "true_mean", baseline_of: str = "reward") -> GradientModel:
-    """M1, the on-policy outcome model (reverse KL / self-distillation), THEORY.md section 4.
+    """M1, the on-policy outcome model (reverse KL / self-distillation), docs/theory.md §4.1.
 
     Per-rollout gradient (A_j - b_j)(l_j u + zeta_j), A_j = Delta r_j + eps_j, r_j ~ Bern(p),
     l_j = r_j - p, Var eps = tau2, E||zeta||^2 = sigma2 (isotropic in all dim dimensions);

@@ -1,4 +1,4 @@
-"""Item-response population simulator (THEORY.md section 4, M3; the model is ours).
+"""Item-response population simulator (docs/theory.md §4.3, M3; the model is ours).
 
 Problems i have unit loadings a_i in R^dim and difficulties d_i; the student has ability
 theta, and its pass rate is p_i = sigmoid(<theta, a_i> - d_i). Three problem sets:
@@ -31,7 +31,7 @@ evaluation at or above it; None if never), final held-out accuracy, forgetting =
 accuracy at start - at end, and the learning curve.
 
 gradient = "forward": teacher-forced forward KL on teacher references (ours: the model, its
-parameters and its results; derived from M2 of THEORY.md section 4 plus a learnability floor).
+parameters and its results; derived from M2 of docs/theory.md §4.2 plus a learnability floor).
 The update reads a teacher reference, not student samples. Problem i's gradient is
     G_i = (1 - p_i) [ kappa (p_i^gamma + lambda) a_i + xi_i ] + e_i,
     xi_i ~ N(0, fwd_sigma2/dim I)  (E||xi||^2 = fwd_sigma2: problem-specific incoherent part of

@@ -1,4 +1,4 @@
-"""Minimax robustness of a misspecified weighting (THEORY.md section 3).
+"""Minimax robustness of a misspecified weighting (docs/theory.md §3).
 
 Paper: under bounded multiplicative misspecification the Beta kernel's worst-case
 efficiency loss is O(delta^2).
@@ -22,8 +22,8 @@ f(q) = (q a + (1-q) b)^2 / (q a^2 + (1-q) b^2) is minimised at q = b/(a+b); a ge
     m in [1-delta, 1+delta] (0 <= delta < 1):  worst-case loss = 1 - (1-delta^2) = delta^2,
     m in [e^-delta, e^delta] (delta >= 0):     worst-case loss = 1 - 1/cosh^2 delta = tanh^2 delta.
 
-Correction to THEORY.md section 3 (ours): the worst case is NOT attained by nu-masses 1/2
-each. With masses 1/2 on 1 +- delta, E m = 1 and E m^2 = 1 + delta^2, a loss of only
+The worst case is NOT attained by nu-masses 1/2 each, as the earlier reference text had it
+(docs/theory.md §9). With masses 1/2 on 1 +- delta, E m = 1 and E m^2 = 1 + delta^2, a loss of only
 delta^2/(1+delta^2). The attaining nu-masses are (1+delta)/2 on 1-delta and (1-delta)/2 on
 1+delta. What is 1/2 each is the *tilted* measure m dnu / E_nu m (both atoms carry
 q a = (1-q) b = ab/(a+b)); `witness` reports both.
@@ -158,8 +158,8 @@ def witness(delta: float, log: bool = False) -> dict:
     efficiency:    (E_nu m)^2 / E_nu m^2 = 4 m_min m_max / (m_min + m_max)^2
     loss:          1 - efficiency = delta^2 (linear) or tanh^2 delta (log)
 
-    Ours (Kantorovich equality case). THEORY.md section 3 says "nu-mass 1/2 each"; that gives
-    the smaller loss delta^2/(1+delta^2): see the module docstring.
+    Ours (Kantorovich equality case). nu-mass 1/2 each (the earlier reference text,
+    docs/theory.md §9) gives the smaller loss delta^2/(1+delta^2): see the module docstring.
     """
     lo, hi = band(delta, log)
     masses = [hi / (lo + hi), lo / (lo + hi)]
@@ -198,7 +198,7 @@ def kernel_loss(w, rho, mu: PassRateMeasure, criterion: str = "allocation",
 
     criterion="allocation" uses rho (the SNR); criterion="progress" uses s and v (rho is
     then ignored and may be None). w, rho, s, v: callables of p or arrays at mu.p.
-    Ours (THEORY.md sections 2-3).
+    Ours (docs/theory.md §2-3).
     """
     if criterion == "allocation":
         if rho is None:

@@ -211,7 +211,7 @@ def token_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: t
     the student puts mass on that token (that is the reverse KL's value).
 
     Paper: forward KL on teacher references and reverse KL on student samples are the two
-    losses PACED weights (THEORY.md section 1). Ours: exact computation in chunks.
+    losses PACED weights (docs/theory.md §1). Ours: exact computation in chunks.
     """
     if direction == "forward":
         def fn(s, t):
@@ -370,7 +370,7 @@ def weighted_loss(per_seq: torch.Tensor, weights: torch.Tensor,
     per_seq (B,) from one of the divergences above; weights (B,) >= 0, e.g.
     w(p) = p^alpha (1-p)^beta from paced_theory.kernels; normaliser > 0 (sum of the weights
     for a weighted mean, the batch size for a mean, or 1). The weights carry no gradient.
-    Paper: the weighting w(p) = p^alpha (1-p)^beta of each problem's loss (THEORY.md 1).
+    Paper: the weighting w(p) = p^alpha (1-p)^beta of each problem's loss (docs/theory.md §1).
     """
     if not isinstance(per_seq, torch.Tensor) or per_seq.dim() != 1:
         shape = tuple(per_seq.shape) if isinstance(per_seq, torch.Tensor) else type(per_seq)

@@ -14,8 +14,8 @@ Weights come from paced_theory.kernels, never re-implemented here:
   uniform  uniform_kernel(p_hat) = 1
 A problem not yet measured (n = 0) gets weight 1 under uniform and 0 otherwise.
 Paper: w(p) = p^alpha (1-p)^beta with p from K = 8 student rollouts, default alpha = beta = 1,
-so problems the student always or never solves get weight 0 (THEORY.md 1). Ours: the
-unbiased and posterior estimators (THEORY.md 5) and counting on-policy samples as rollouts.
+so problems the student always or never solves get weight 0 (docs/theory.md §1). Ours: the
+unbiased and posterior estimators (docs/theory.md §5) and counting on-policy samples as rollouts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Efficiency lost to estimating the pass rate from K rollouts (THEORY.md section 5; ours)."""
+"""Efficiency lost to estimating the pass rate from K rollouts (docs/theory.md §5; ours)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Gradient-statistics models M1 and M2 (paced_theory/models.py): sympy identities, boundary
 exponents, exhaustive enumeration and Monte Carlo agreement of the samplers.
 
-THEORY.md section 4 states the true-mean M1 forms and the (1, 1) / (2, 2) exponents; the
-finite-K baselines, the sigma2 = 0 cases, the progress-criterion exponents and M2 are Ours.
+docs/theory.md §4.1: the true-mean M1 forms and the (1, 1) / (2, 2) exponents; the finite-K
+baselines, the sigma2 = 0 cases, the progress-criterion exponents and M2. All Ours (the
+paper states no gradient model).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _zero(expr: sp.Expr) -> bool:
 
 # ------------------------------------------------------------------ sympy identities (M1)
 def test_m1_true_mean_matches_theory():
-    """THEORY.md: b = Delta p, tau2 = 0 -> s = Delta q, per-rollout variance
+    """docs/theory.md §4.1: b = Delta p, tau2 = 0 -> s = Delta q, per-rollout variance
     Delta^2 q((1-2p)^2 + sigma2), rho = K q/((1-2p)^2 + sigma2). Ours: the tau2 term."""
     s, v = m1_symbolic("true_mean")
     assert _zero(s - DELTA * Q)
@@ -137,8 +138,8 @@ def test_random_baselines_approach_true_mean_as_K_grows():
 @given(sigma2=st.floats(0.01, 5.0), tau2=st.floats(0.01, 5.0), K=st.integers(2, 64),
        Delta=st.floats(0.1, 5.0), combo=st.sampled_from(COMBOS))
 def test_m1_exponents_with_noise(sigma2, tau2, K, Delta, combo):
-    """tau2 > 0, sigma2 > 0: allocation (2, 2) (THEORY.md), progress (1, 1) (Ours); and the
-    same model with tau2 = 0: allocation (1, 1) (THEORY.md), progress (0, 0) (Ours)."""
+    """tau2 > 0, sigma2 > 0: allocation (2, 2), progress (1, 1); and the same
+    model with tau2 = 0: allocation (1, 1), progress (0, 0) (docs/theory.md §4.1)."""
     baseline, source = combo
     model = m1(K=K, sigma2=sigma2, tau2=tau2, Delta=Delta, baseline=baseline, baseline_of=source)
     assert model.exponents() == (2.0, 2.0)

@@ -1,7 +1,7 @@
 """robustness.py: the Kantorovich worst case as hypothesis properties, its exact attainment
 by the two-point witness, the symbolic derivation, and the --delta errors.
 
-Ours: the exact constants delta^2 and tanh^2(delta) and the witness (THEORY.md section 3);
+Ours: the exact constants delta^2 and tanh^2(delta) and the witness (docs/theory.md §3);
 the paper only claims O(delta^2).
 """
 
@@ -70,7 +70,8 @@ def test_kantorovich_log_band(prob):
 @given(st.floats(0.001, 0.99), st.floats(0.0, 1.0))
 def test_witness_is_the_worst_split(delta, q):
     """No other split of nu-mass between the band ends loses more than the witness; the
-    1/2-1/2 split of THEORY.md loses delta^2/(1+delta^2) < delta^2."""
+    1/2-1/2 split of the earlier reference text (docs/theory.md §9) loses
+    delta^2/(1+delta^2) < delta^2."""
     other = 1.0 - rb.misspecified_efficiency([1 - delta, 1 + delta], [q, 1 - q])
     assert other <= rb.witness(delta)["loss"] + 1e-12
     half = 1.0 - rb.misspecified_efficiency([1 - delta, 1 + delta], [0.5, 0.5])
