@@ -20,6 +20,8 @@ in a few seconds:
 from __future__ import annotations
 
 import csv
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +123,7 @@ def population_section() -> str:
     from paced_theory import population as pop
 
     config = pop.from_overrides({})
-    rows = pop.compare(config, ["uniform", "hard", "beta", "oracle"], seeds=2)
+    rows = pop.compare(config, ["uniform", "hard", "beta", "oracle"], seeds=2, progress=False)
     return pop.format_table(rows)
 
 
@@ -152,14 +154,38 @@ def plot(models, fits, curve, out_path: Path) -> None:
     plt.close(fig)
 
 
-def theory_report(out_dir: Path) -> str:
-    """Compute the walkthrough; write theory.md, theory_snr.png, theory_snr.csv; return markdown."""
+STEPS = ("gradient SNR of the models", "robustness", "kernel fits on a Monte Carlo curve",
+         "K-rollout estimators", "population simulator")
+
+
+def theory_report(out_dir: Path, progress: bool = True) -> str:
+    """Compute the walkthrough; write theory.md, theory_snr.png, theory_snr.csv; return
+    markdown. With progress, a legend line and one line per finished step go to stderr."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def done(i: int) -> None:
+        if progress:
+            print(f"theory [{i}/{len(STEPS)}] {STEPS[i - 1]}: done at "
+                  f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    if progress:
+        print(f"theory walkthrough, {len(STEPS)} steps (" + "; ".join(
+            f"{i} {s}" for i, s in enumerate(STEPS, 1)) + "), about 10 s; one line per step, "
+            "with the seconds since the start", file=sys.stderr, flush=True)
     mu = PassRateMeasure.uniform()
     snr_md, models = snr_section(mu)
+    done(1)
+    robustness_md = robustness_section()
+    done(2)
     fit_md, fits, curve = fit_section(m1(K=8, sigma2=1.0, tau2=0.5), out_dir)
     plot(models, fits, curve, out_dir / "theory_snr.png")
+    done(3)
+    estimation_md = estimation_section()
+    done(4)
+    population_md = population_section()
+    done(5)
     md = "\n\n".join([
         "# Theory walkthrough",
         "All numbers below are computed by `paced_theory` when this report is made "
@@ -176,7 +202,7 @@ def theory_report(out_dir: Path) -> str:
         "p(1-p) either.",
         "![SNR](theory_snr.png)",
         "## 2. Robustness to misspecification",
-        robustness_section(),
+        robustness_md,
         "The worst case is exactly delta^2 (tanh^2 delta for a log band), attained by the "
         "two-point witness: the paper's O(delta^2) with the constant made exact (our derivation).",
         "## 3. Fitting kernels to a measured SNR curve",
@@ -191,9 +217,9 @@ def theory_report(out_dir: Path) -> str:
         "## 4. Estimating pass rates from K rollouts",
         "Efficiency of the weight p(1-p) computed from c successes in K rollouts, when the true "
         "optimal weight is p(1-p) (uniform mu).",
-        estimation_section(),
+        estimation_md,
         "## 5. Population simulator",
-        population_section(),
+        population_md,
     ])
     (out_dir / "theory.md").write_text(md + "\n")
     return md

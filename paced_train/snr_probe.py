@@ -1,5 +1,5 @@
-"""`paced snr-probe`: the empirical cross-problem gradient SNR against pass rate (THEORY.md
-section 6), on a real student.
+"""`paced snr-probe`: the empirical cross-problem gradient SNR against pass rate (docs/theory.md
+§6), on a real student.
 
 1. Pass rates: K student rollouts per problem of the pool, verified.
 2. Per-problem gradients of the configured distillation loss (forward KL on the teacher's
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from paced_theory.errors import ConfigError
 from paced_theory.snr import bin_snr
@@ -70,12 +72,16 @@ def stratify(c: np.ndarray, K: int, max_per_bin: int, rng: np.random.Generator) 
 
 
 def per_problem_gradients(run: Run, problems, completions, params, sketch,
-                          kind: str) -> np.ndarray:
+                          kind: str, progress: bool = False) -> np.ndarray:
     """One (sketched) gradient of the distillation loss per problem, shape (n, d or D).
-    The teacher sees its view of each problem (privileged context when configured)."""
+    The teacher sees its view of each problem (privileged context when configured).
+    progress: a bar on stderr (one tick per problem)."""
     rows = []
     run.student.train()
-    for prob, comp in zip(problems, completions):
+    bar = tqdm(zip(problems, completions), total=len(problems), disable=not progress,
+               desc=f"snr-probe [4/{len(STEPS)}] gradients", unit="problem", leave=False,
+               file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    for prob, comp in bar:
         t_logits, _ = teacher_logits(run, [prob], [comp])
         s_logits, mask, _ = student_logits(run, [prob], [comp])
         loss = losses.token_kl(s_logits, t_logits, mask, kind,
@@ -87,11 +93,31 @@ def per_problem_gradients(run: Run, problems, completions, params, sketch,
     return np.stack(rows).astype(np.float64)
 
 
+STEPS = ("models and problem pool", "K student rollouts per problem (pass rates)",
+         "completions to score (teacher references for forward KL, the student's samples "
+         "for reverse)", "one sketched gradient per problem (a bar)",
+         "SNR per pass-rate bin with bootstrap intervals, kernel fits, plot")
+
+
 def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Measure the SNR curve (module docstring) into out_dir and return probe.json's content.
+    progress: a legend line, one line per finished step and a bar for the gradients, on
+    stderr."""
     pc = cfg.probe
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+
+    def done(i: int, what: str = "") -> None:
+        if progress:
+            print(f"snr-probe [{i}/{len(STEPS)}] {STEPS[i - 1].split(' (')[0]}"
+                  f"{': ' + what if what else ''}: done at {time.time() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    if progress:
+        print(f"snr-probe, {len(STEPS)} steps: " + "; ".join(
+            f"{i} {s}" for i, s in enumerate(STEPS, 1)) + ". One line per finished step, with "
+            "the seconds since the start", file=sys.stderr, flush=True)
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     student, teacher, tok = load_models(cfg, device)
@@ -101,6 +127,7 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     pool = [train[i] for i in rng.permutation(len(train))[: pc.n_problems]]
     gen = torch.Generator().manual_seed(cfg.run.seed)
     K = cfg.rollouts.K
+    done(1, f"{len(pool)} problems")
     ok, samples, _ = generate_and_verify(student, tok, pool, cfg.rollouts.max_new_tokens, k=K,
                                          temperature=cfg.rollouts.temperature, generator=gen)
     c_all = ok.reshape(len(pool), K).sum(1)
@@ -108,12 +135,14 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     keep = stratify(c_all, K, pc.max_per_bin, np.random.default_rng([cfg.run.seed, 7]))
     pool, c = [pool[i] for i in keep], c_all[keep]
     samples = [samples[i * K] for i in keep]  # the first sample of each kept problem
+    done(2, f"{len(c_all)} x K = {K}; problems per c/K = {pool_counts}")
     if pc.loss == "forward":
         _, refs, _ = generate_and_verify(teacher, tok, teacher_view(cfg, pool),
                                          cfg.rollouts.max_new_tokens, temperature=0.0)
     else:  # reverse KL on the first of the student's own samples
         refs = samples
     comps = [r if r else [tok.eos_id] for r in refs]
+    done(3, f"{len(comps)} problems kept")
     named = [(n, p) for n, p in student.named_parameters() if n.startswith(pc.param_prefix)]
     if not named:
         raise ConfigError(f"probe.param_prefix = {pc.param_prefix!r} matches no parameter; "
@@ -122,7 +151,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     D = sum(p.numel() for p in params)
     sketch = (CountSketch(D, pc.sketch_dim, pc.sketch_hashes, seed=cfg.run.seed, device=device)
               if pc.sketch_dim > 0 else None)
-    G = per_problem_gradients(run, pool, comps, params, sketch, pc.loss)
+    G = per_problem_gradients(run, pool, comps, params, sketch, pc.loss, progress)
+    done(4, f"{len(pool)} gradients of {D} parameters, sketched to {G.shape[1]}")
     boot_rng = np.random.default_rng([cfg.run.seed, 6])
     bins = []
     for k in range(K + 1):
@@ -139,8 +169,40 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
               "probed_counts": np.bincount(c, minlength=K + 1).tolist()}
     result["fit"] = fit_and_plot(out_dir, bins, pc.loss)
     result["wall_s"] = round(time.time() - t0, 1)
+    done(5, f"{len(bins)} bins")
     (out_dir / "probe.json").write_text(json.dumps(result, indent=2, default=float))
     return result
+
+
+def _g(x) -> str:
+    """A number for a table: 3 significant digits, '-' when missing."""
+    return "-" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def summary(result: dict) -> str:
+    """What `paced snr-probe` prints: the measured curve and the kernel fits, rounded and
+    labelled (probe.json holds the full-precision numbers)."""
+    cfg, fit = result["config"], result["fit"]
+    lines = [f"gradient SNR ||E g||^2 / tr Cov g by pass rate p_hat = c/{cfg['K']} "
+             f"({cfg['loss']} KL), 95 % bias-corrected bootstrap interval:",
+             f"{'p_hat':>6} {'problems':>8} {'SNR':>9}  {'95 % interval':<18}"]
+    for b in result["bins"]:
+        lines.append(f"{b['p']:6.3f} {b['n']:8d} {_g(b['snr']):>9}  "
+                     f"[{_g(b['lo'])}, {_g(b['hi'])}]")
+    fits = {k: v for k, v in fit.items() if isinstance(v, dict) and "params" in v}
+    if fits:
+        lines += ["", f"kernel fits (eta: efficiency on this curve, 1 = the optimum w ∝ SNR; "
+                  f"log-space fits weighted by {fit.get('fit_weights', 'count')}):"]
+        for k, v in fits.items():
+            prm = "  ".join(f"{a}={_g(x)}" for a, x in v["params"].items()) or "-"
+            lines.append(f"  {k:<10} eta {v['efficiency']:.3f}   {prm}")
+            lines += [f"             note: {n}" for n in v.get("notes", [])]
+    else:
+        lines += ["", f"no kernel fit: {fit.get('note', '')}"]
+    pr = fit["predicted"]
+    eta = f", eta {pr['efficiency']:.3f} on this curve" if "efficiency" in pr else ""
+    lines.append(f"theory ({pr['model']}): p^{pr['alpha']:g} (1-p)^{pr['beta']:g}{eta}")
+    return "\n".join(lines)
 
 
 def write_csv(path: Path, bins: list[dict]) -> None:

@@ -9,8 +9,11 @@ from paced_theory.walkthrough import theory_report
 from paced_train.cli import main
 
 
-def test_theory_report_writes_its_files_and_numbers(tmp_path):
+def test_theory_report_writes_its_files_and_numbers(tmp_path, capsys):
     md = theory_report(tmp_path)
+    err = capsys.readouterr().err.splitlines()  # a legend, then one line per step
+    assert err[0].startswith("theory walkthrough, 5 steps (1 gradient SNR")
+    assert [x.split("]")[0] for x in err[1:]] == [f"theory [{i}/5" for i in range(1, 6)]
     for name in ("theory.md", "theory_snr.png", "theory_snr.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "theory.md").read_text().strip() == md.strip()
@@ -28,8 +31,14 @@ def test_theory_report_writes_its_files_and_numbers(tmp_path):
 def test_simulate_cli_json(capsys):
     code = main(["simulate", "--json", "--problems", "1000", "--steps", "100", "--seeds", "2",
                  "--methods", "uniform,beta"])
-    out = json.loads(capsys.readouterr().out)
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)  # progress goes to stderr, so --json stays parseable
     assert code == 0
+    err = cap.err.splitlines()
+    assert err[0].startswith("simulate: 2 method(s) x 2 seed(s), 100 steps")
+    assert [x.split(",")[0] for x in err[1:]] == [
+        "simulate [1/4] uniform", "simulate [2/4] uniform", "simulate [3/4] beta",
+        "simulate [4/4] beta"]
     assert [r["method"] for r in out["rows"]] == ["uniform", "beta"]
     assert out["config"]["n_problems"] == 1000
 
@@ -38,3 +47,4 @@ def test_simulate_cli_bad_input(capsys):
     assert main(["simulate", "--K", "0"]) == 2
     assert "K" in capsys.readouterr().err
     assert main(["simulate", "--methods", "median"]) == 2
+    assert "simulate [" not in capsys.readouterr().err  # refused before any run

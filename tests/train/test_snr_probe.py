@@ -59,7 +59,13 @@ def test_probe_command_end_to_end(tiny_models, tmp_path, capsys):
         assert (tmp_path / "p" / name).exists()
     header = (tmp_path / "p" / "snr.csv").read_text().splitlines()[0]
     assert header.startswith("p,snr,count,se")
-    assert "theory" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "theory (" in cap.out and "p_hat problems" in cap.out  # labelled table
+    assert "kernel fits (eta" in cap.out or "no kernel fit" in cap.out
+    assert "0.0000000" not in cap.out  # rounded: no 16-digit floats
+    err = cap.err
+    assert err.startswith("snr-probe, 5 steps: 1 models")
+    assert all(f"snr-probe [{i}/5]" in err for i in range(1, 6))
 
 
 def test_stratify_caps_each_pass_rate_bin():
@@ -90,3 +96,22 @@ def test_probe_fits_agree_with_paced_fit_on_its_csv(tmp_path):
         cli = fit_family(read_snr_csv(rec / "snr.csv"), family)
         for k, v in cli.params.items():  # the CSV rounds to 6 digits
             assert fit[family]["params"][k] == pytest.approx(v, rel=1e-3, abs=1e-4), family
+
+
+def test_printed_summary_is_rounded_and_labelled():
+    """What `paced snr-probe` prints for the recorded shipped probe: labelled columns, three
+    significant digits, the fit weights named, beta_eff's search-cap note, the theory line."""
+    import json
+    import re
+    from pathlib import Path
+
+    from paced_train.snr_probe import summary
+
+    rec = Path(__file__).resolve().parents[2] / "bench/results/snr_shipped/probe.json"
+    text = summary(json.loads(rec.read_text()))
+    assert "p_hat problems       SNR  95 % interval" in text
+    assert " 0.750       19     0.264  [0.135, 0.475]" in text
+    assert "weighted by snr^2/se^2" in text
+    assert "beta_ls    eta 0.643   alpha=2.19  beta=0.657" in text
+    assert "search cap" in text and "theory (m2): p^2 (1-p)^2, eta 0.243" in text
+    assert not re.search(r"\d\.\d{7,}", text) and "{" not in text  # no raw floats or dicts
