@@ -231,7 +231,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit = sub.add_parser("fit", help="fit kernel families to a measured SNR curve (CSV p,snr)")
     fit.add_argument("file", help="CSV with columns p,snr and optionally count or se")
     fit.add_argument("--families",
-                     default="beta_ls,beta_linf,hard,gaussian,kumaraswamy,sqrt_variance,uniform")
+                     default="beta_ls,beta_linf,hard,gaussian,kumaraswamy,sqrt_variance,uniform",
+                     help="comma-separated kernel families, from: beta_ls, beta_linf, beta_eff, "
+                     "hard, gaussian, kumaraswamy, sqrt_variance, uniform (docs/theory.md §7)")
     fit.add_argument("--n-boot", dest="n_boot", type=int, default=200)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--json", action="store_true")
@@ -241,7 +243,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--problems", type=int, default=None)
     sim.add_argument("--steps", type=int, default=None)
     sim.add_argument("--K", type=int, default=None)
-    sim.add_argument("--methods", default="uniform,hard,beta,oracle")
+    sim.add_argument("--methods", default="uniform,hard,beta,oracle",
+                     help="comma-separated, from: uniform, hard, beta (p(1-p) from c/K), "
+                     "beta:A,B (exponents A, B), beta+floor:A,B,EPS (weight at least EPS at "
+                     "c = 0), oracle (rho of the true p)")
     sim.add_argument("--seeds", type=int, default=3)
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=_cmd_simulate)

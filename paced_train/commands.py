@@ -175,7 +175,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="methods side by side at equal compute")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    p.add_argument("--methods", default="uniform,hard,paced,akl,two-stage")
+    p.add_argument("--methods", default="uniform,hard,paced,akl,two-stage",
+                   help="comma-separated, from: uniform, hard, paced, akl, two-stage, reverse, "
+                   "uniform-reverse (trainer.METHOD_OVERRIDES)")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own "
                    "process (set run.threads=1 when jobs = cores)")
