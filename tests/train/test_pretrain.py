@@ -33,7 +33,9 @@ def test_tiny_recipe_learns_writes_and_reloads(tmp_path):
     assert meta["final_loss"] < 0.6 * meta["first_loss"]  # the loss decreases
     assert meta["steps"] == 120 and meta["seed"] == 1 and meta["role"] == "student"
     model, tok, stored = load_model(out)
-    assert stored == json.loads(json.dumps(meta))  # the file carries the returned meta
+    # the file carries the returned meta (and the meta says where it was written)
+    assert meta["path"] == str(out)
+    assert stored == json.loads(json.dumps({k: v for k, v in meta.items() if k != "path"}))
     assert model.config.n_embd == 32 and tok == default_tokenizer()
     acc = meta["accuracy"]
     assert set(acc) == set(SKILLS) and set(acc["add"]) == {"1", "2", "3", "4"}

@@ -164,7 +164,7 @@ def test_jsonl_both_layouts(tmp_path):
                  + "\n")
     probs = load_jsonl(f)
     assert [p.answer for p in probs] == ["2", "1000"] and probs[1].prompt == "Q?"
-    assert probs[0] == Problem("a", "1+1=", "2", 3, "jsonl")
+    assert probs[0] == Problem("a", "1+1=", "2", 3, "jsonl", source=f"{f}:1")
     assert probs[1].id == "p-3" and probs[1].difficulty == 1
     assert verify(probs[1], "It is 1000 apples") and not verify(probs[1], "12")
 
