@@ -75,3 +75,11 @@ def test_fig8_lists_every_weighting_with_its_compute(out):
     r = {x["method"]: x for x in rows(out, "fig8_population")}
     assert {"uniform", "hard"} <= set(r) and len(r) >= 4
     assert all(float(x["compute_mean"]) > 0 for x in r.values() if x["reached"] != "0")
+
+
+def test_fig8_oracle_pays_for_every_drawn_problem(out):
+    """The caption's explanation of the oracle's higher compute: it updates on all drawn
+    problems (its weight of the true p is never 0), Beta's plug-in weight on fewer."""
+    r = {x["method"]: x for x in rows(out, "fig8_population")}
+    assert float(r["oracle"]["updates_per_step"]) == pytest.approx(256)
+    assert float(r["beta"]["updates_per_step"]) < 0.8 * 256
