@@ -59,7 +59,7 @@ def test_m1_true_mean_matches_theory():
     assert _zero(v.subs(K_SYM, 1).subs(TAU2, 0) - DELTA**2 * Q * ((1 - 2 * P) ** 2 + SIGMA2))
     rho = sp.cancel((s**2 / v).subs(TAU2, 0))
     assert _zero(rho - K_SYM * Q / ((1 - 2 * P) ** 2 + SIGMA2))
-    # the boundary floor of the variance with tau2 > 0 (THEORY: "stays ~ sigma2 tau2")
+    # the boundary floor of the variance with tau2 > 0: sigma2 tau2 / K (docs/theory.md §4.1)
     assert sp.limit(v * K_SYM, P, 0, "+") == SIGMA2 * TAU2
 
 
