@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_and_shipped_configs_round_trip(tmp_path):
-    for path in (None, ROOT / "configs" / "tiny.toml", ROOT / "paced_train" / "configs" / "demo.toml"):
+    demo = ROOT / "paced_train" / "configs" / "demo.toml"
+    for path in (None, ROOT / "configs" / "tiny.toml", demo):
         cfg = load_config(path)
         f = tmp_path / "saved.toml"
         f.write_text(config_to_toml(cfg))
