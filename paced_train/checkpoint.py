@@ -72,29 +72,37 @@ def restore_rng(state: dict, generators: dict) -> None:
 
 
 # ------------------------------------------------------------------ JSON with tensors
-def _encode(x, tensors: dict):
+def _encode(x, tensors: dict, seen: set | None = None):
     """x as JSON-able data; tensors move into `tensors` (named t0, t1, ...)."""
+    if seen is None:
+        seen = set()  # storages already stored: safetensors refuses shared memory
     if isinstance(x, torch.Tensor):
         name = f"t{len(tensors)}"
-        # a CPU copy: safetensors refuses tensors that share memory (tied weights)
-        tensors[name] = x.detach().to("cpu", copy=True).contiguous()
+        t = x.detach()
+        key = (t.device, t.untyped_storage().data_ptr())
+        if t.device.type != "cpu" or key in seen or not t.is_contiguous() \
+                or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+            t = t.to("cpu", copy=True).contiguous()  # a copy only where one is needed
+        seen.add(key)
+        tensors[name] = t
         return {"$tensor": name}
     if isinstance(x, bool | int | str) or x is None:
         return x
     if isinstance(x, float):
         return x if math.isfinite(x) else {"$float": repr(x)}
     if isinstance(x, np.ndarray):
-        return {"$ndarray": _encode(x.tolist(), tensors), "dtype": str(x.dtype)}
+        return {"$ndarray": _encode(x.tolist(), tensors, seen), "dtype": str(x.dtype)}
     if isinstance(x, np.generic):
-        return _encode(x.item(), tensors)
+        return _encode(x.item(), tensors, seen)
     if isinstance(x, tuple):
-        return {"$tuple": [_encode(v, tensors) for v in x]}
+        return {"$tuple": [_encode(v, tensors, seen) for v in x]}
     if isinstance(x, list):
-        return [_encode(v, tensors) for v in x]
+        return [_encode(v, tensors, seen) for v in x]
     if isinstance(x, dict):
         if all(isinstance(k, str) and not k.startswith("$") for k in x):
-            return {k: _encode(v, tensors) for k, v in x.items()}
-        return {"$items": [[_encode(k, tensors), _encode(v, tensors)] for k, v in x.items()]}
+            return {k: _encode(v, tensors, seen) for k, v in x.items()}
+        return {"$items": [[_encode(k, tensors, seen), _encode(v, tensors, seen)]
+                           for k, v in x.items()]}
     raise TypeError(f"checkpoint: cannot store a {type(x).__name__}")
 
 
@@ -129,19 +137,17 @@ def _hashable(k):
 def save_checkpoint(path, *, model, optimizer, step: int, rng_state: dict, extra: dict) -> None:
     """Write model and optimizer state, step, rng_state and extra (JSON-able data and
     tensors) to `path` atomically (module docstring)."""
-    from safetensors.torch import save
+    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     state = _encode({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "step": int(step), "rng_state": rng_state, "extra": extra}, tensors)
-    data = save(tensors, metadata={"format": FORMAT,
-                                   "state": json.dumps(state, allow_nan=False)})
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
+    save_file(tensors, str(tmp), metadata={"format": FORMAT,
+                                           "state": json.dumps(state, allow_nan=False)})
+    with open(tmp, "rb+") as f:  # on disk before it replaces the previous checkpoint
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
