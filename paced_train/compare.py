@@ -40,7 +40,7 @@ import numpy as np
 from paced_theory.errors import ConfigError
 from paced_theory.stats import curve_auc, mean_sd, paired
 from paced_train.config import RunConfig, apply_overrides, config_to_toml
-from paced_train.ledger import strict_json
+from paced_train.ledger import read_metrics, strict_json
 from paced_train.trainer import METHOD_OVERRIDES, train
 
 STEP_HEADROOM = 20
@@ -48,8 +48,7 @@ STEP_HEADROOM = 20
 
 def eval_rows(run_dir) -> list[dict]:
     """The eval rows of a run's metrics.jsonl, in order."""
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return [r for r in (json.loads(x) for x in lines if x.strip()) if r["kind"] == "eval"]
+    return read_metrics(run_dir, "eval")
 
 
 def eval_curve(run_dir, axis: str = "flops") -> tuple[np.ndarray, np.ndarray]:
