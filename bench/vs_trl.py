@@ -9,18 +9,17 @@ through
   paced      paced_train.trainer.distill_step, models loaded by paced_train.hf.load_any
   GKD        trl.experimental.gkd.GKDTrainer (lmbda = 0, beta = 0 / lmbda = 1, beta = 1)
   Distill    trl.DistillationTrainer (on-policy only; beta = 1), TRL's maintained successor
-and the loss values of paced_train.losses against TRL's on identical inputs. Prints markdown
+the loss values of paced_train.losses against TRL's on identical inputs, and PACED inside
+TRL: paced_train.integrations.trl.PacedDistillationTrainer's step against plain
+DistillationTrainer's at the same kept prompts (the plug-in's overhead). Prints markdown
 tables and writes them to bench/results/vs_trl.md (raw numbers in vs_trl.json). Asserts
 nothing about time.
 
-Setup (TRL stays out of the project's dependencies; it gets its own virtualenv):
+Setup: TRL is the project's optional extra `trl` (pinned to 1.16), which the `dev` extra
+includes, so the project's venv has it (`make install`):
 
-    python3 -m venv .venv-trl
-    .venv-trl/bin/pip install --upgrade pip
-    .venv-trl/bin/pip install torch==2.13.0        # the CPU wheel, as in the Makefile
-    .venv-trl/bin/pip install -e '.[hf]'
-    .venv-trl/bin/pip install trl==1.16.0        # the version measured (or: make bench-trl)
-    .venv-trl/bin/python bench/vs_trl.py           # about 2-3 minutes on 2 CPU cores
+    make bench-trl                         # or: .venv/bin/python bench/vs_trl.py
+                                           # about 2-3 minutes on 2 idle CPU cores
 
 Models: a student (Llama, 2 layers, hidden 64) and a teacher (Llama, 4 layers, hidden 128),
 vocabulary 2048 (a character tokenizer padded with filler tokens), random weights, built
@@ -155,7 +154,11 @@ def prepare(root: Path, args) -> dict:
     batch = [run.train_set[i] for i in idx]
     _, refs, _ = generate_and_verify(run.teacher, run.tok, batch, args.max_new_tokens,
                                      temperature=0.0)
+    pool = [run.train_set[i] for i in candidates(len(run.train_set), 2 * args.batch,
+                                                 cfg.run.seed, 1)]  # its first B: the batch
+    assert [p.id for p in pool[:args.batch]] == [p.id for p in batch]
     data = {"ids": [p.id for p in batch], "prompts": [p.prompt for p in batch],
+            "pool": [{"id": p.id, "prompt": p.prompt} for p in pool],
             "prompt_ids": [run.tok.encode_prompt(p.prompt) for p in batch],
             "refs": [r or [run.tok.eos_id] for r in refs],
             "rendered": [run.tok.hf.apply_chat_template([{"role": "user", "content": p.prompt}],
@@ -274,6 +277,104 @@ def distill_trainer(root: Path, kind: str, args, out: str, steps: int):
 
 
 TRL = {"gkd": gkd_trainer, "distill": distill_trainer}
+
+
+def plugin_trainers(root: Path, args, out: str, steps: int):
+    """(plain, plug-in) at the same kept prompts: plain trl.DistillationTrainer on the B kept
+    prompts, and PACED's PacedDistillationTrainer on a pool of 2B prompts whose pass-rate table
+    gives the other B weight 0 (c = 0 or K of K = 8) and the kept ones c = 4 (w = 1/4), so its
+    sampler draws exactly the B kept prompts every step. Both: beta 1 (reverse KL), the same
+    generation settings and TrainingArguments as the pair rows."""
+    from datasets import Dataset
+    from trl import DistillationConfig, DistillationTrainer
+
+    from paced_train.integrations.trl import PacedDistillationTrainer
+    from paced_train.passrates import PassRateTable
+
+    data = json.loads((root / "batch.json").read_text())
+    B = args.batch
+    rows = [{"prompt": [{"role": "user", "content": r["prompt"]}], "id": r["id"]}
+            for r in data["pool"]]
+    table = PassRateTable([r["id"] for r in rows])
+    table.refresh(table.ids, [4] * B + [0, 8] * (B // 2) + [0] * (B % 2), 8, 0)
+    made = []
+    for plugin in (False, True):
+        tok, student, teacher = _hf_models(root)
+        cfg = DistillationConfig(**_common_args(args, f"{out}/{int(plugin)}", steps), beta=1.0,
+                                 temperature=1.0, top_p=1.0, top_k=0,
+                                 max_completion_length=args.max_new_tokens)
+        if plugin:
+            made.append(PacedDistillationTrainer(
+                model=student, teacher_model=teacher, args=cfg, processing_class=tok,
+                train_dataset=Dataset.from_list(rows), pass_rates=table))
+        else:
+            made.append(DistillationTrainer(model=student, teacher_model=teacher, args=cfg,
+                                            processing_class=tok,
+                                            train_dataset=Dataset.from_list(rows[:B])))
+    return made
+
+
+def trl_stepper(trainer, steps: int):
+    """(step, scored): one optimizer step of a TRL trainer driven by hand, as Trainer's inner
+    loop runs it (next batch from its data loader, training_step with its generation,
+    gradient clipping, the optimizer, the scheduler, zero_grad); two Trainer loops cannot run
+    in one process, and alternating steps needs both in one. The data loader is timed too:
+    it is where the plug-in's sampler reads the weights."""
+    import torch
+
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    trainer.current_gradient_accumulation_steps = 1
+    loader = trainer.get_train_dataloader()
+    batches = iter(loader)
+    model = trainer.model
+    model.train()
+    scored: list[int] = []
+    compute_loss = trainer.compute_loss
+
+    def recording_compute_loss(m, inputs, *a, **kw):  # measurement hook
+        scored.append(int(inputs["completion_mask"].sum()))
+        return compute_loss(m, inputs, *a, **kw)
+
+    trainer.compute_loss = recording_compute_loss
+
+    def step() -> tuple[float, float, float]:
+        nonlocal batches
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            batch = next(batches)
+        except StopIteration:  # the next epoch (a pool of B prompts is one batch long)
+            batches = iter(loader)
+            batch = next(batches)
+        loss = trainer.training_step(model, batch, None)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        model.zero_grad()
+        return time.perf_counter() - t0, time.process_time() - c0, float(loss)
+
+    return step, scored
+
+
+def worker_plugin(root: Path, kind: str, args) -> dict:
+    """Plain TRL's and the PACED plug-in's steps alternated in one process (plain, plug-in,
+    plug-in, plain, plain, ...: neither side always goes first), each driven by trl_stepper."""
+    steps = args.warmup + args.repeats
+    with tempfile.TemporaryDirectory() as out:
+        plain, plugin = plugin_trainers(root, args, out, steps)
+        sides = {"plain": trl_stepper(plain, steps), "plugin": trl_stepper(plugin, steps)}
+        res = {k: {"times_s": [], "cpu_s": [], "losses": []} for k in sides}
+        for i in range(steps):  # the order alternates too: (plain, plug-in), (plug-in, plain)
+            for k in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+                step = sides[k][0]
+                dt, dc, loss = step()
+                res[k]["times_s"].append(dt)
+                res[k]["cpu_s"].append(dc)
+                res[k]["losses"].append(loss)
+        drawn = sorted(set(plugin._paced.drawn))
+    for k, (_, scored) in sides.items():
+        res[k]["scored_tokens"] = scored
+    res["plugin_prompts"] = drawn
+    return res
 
 
 def run_trl(trainer, scored_of, between=None) -> dict:
@@ -488,7 +589,8 @@ def worker_losses(root: Path, kind: str, args) -> dict:
     return res
 
 
-WORKERS = {"pair": worker_pair, "memory": worker_memory, "losses": worker_losses}
+WORKERS = {"pair": worker_pair, "memory": worker_memory, "losses": worker_losses,
+           "plugin": worker_plugin}
 
 
 # ------------------------------------------------------------------------------ main
@@ -711,6 +813,41 @@ def report(res: dict, args) -> str:
     return "\n".join(lines)
 
 
+def plugin_report(res: dict, args) -> str:
+    """The plug-in's section: its step against plain TRL's at the same kept prompts."""
+    x, raw = res["plugin_timing"], res["plugin"]
+    c, w = x["cpu"], x["wall"]  # summarised with paced = plain TRL, trl = the plug-in
+    B = args.batch
+    return "\n".join([
+        "## PACED inside TRL: the plug-in's step against plain TRL's",
+        "",
+        f"`paced_train.integrations.trl.PacedDistillationTrainer` on a pool of {2 * B} prompts "
+        f"whose pass-rate table gives {B} of them weight 0, against plain "
+        f"`trl.DistillationTrainer` on the {B} kept prompts: the same prompts every step (the "
+        f"plug-in drew {len(raw['plugin_prompts'])} distinct ones), on-policy reverse KL with "
+        "generation, the pair rows' settings. Steps alternate in one process (plain, plug-in, "
+        f"plug-in, plain, ...; {args.repeats} of each after {args.warmup} warm-up steps), each "
+        "driven by hand "
+        "as Trainer's inner loop runs it (next batch from the data loader, where the plug-in's "
+        "sampler reads the weights; training_step with generation; clipping; AdamW; scheduler; "
+        "zero_grad). CPU time on one thread.",
+        "",
+        "| step | plain TRL ms / step, CPU (wall) | plug-in ms / step, CPU (wall) | "
+        "**plug-in / plain, CPU** | plug-in / plain, wall | plug-in / plain, CPU minima | "
+        "scored tokens / step, plain · plug-in |",
+        "|---|---|---|---|---|---|---|",
+        f"| {STEPS['reverse']} | {1e3 * c['paced_median_s']:.1f} ({1e3 * w['paced_median_s']:.1f})"
+        f" | {1e3 * c['trl_median_s']:.1f} ({1e3 * w['trl_median_s']:.1f}) | "
+        f"**{c['ratio_median']:.3f}** | {w['ratio_median']:.3f} | {c['ratio_of_minima']:.3f} | "
+        f"{x['paced_scored']:.0f} · {x['trl_scored']:.0f} |",
+        "",
+        "What the plug-in adds per step: the sampler's weight look-up over the pool (one "
+        "`problem_weights` call), one `gather_object` of the batch's weights (a no-op in one "
+        "process), the per-sequence reduction of TRL's per-token divergence and "
+        "`losses.weighted_loss`.",
+        ""])
+
+
 def verdict(res: dict) -> str:
     rows, worst = [], float("inf")
     for key in PAIRS:
@@ -718,8 +855,20 @@ def verdict(res: dict) -> str:
         rows.append(f"{key} {c['ratio_median']:.2f}x (wall {w['ratio_median']:.2f}x)")
         worst = min(worst, c["ratio_median"])
     met = "Met" if worst >= 1.5 else "Not met"
-    return (f"## Goal: paced's step at least 1.5x faster at equal work\n\n{met}. TRL / paced "
-            f"CPU time per step: {'; '.join(rows)}.\n")
+    on = [res["timing"][k]["cpu"]["ratio_median"] for k in PAIRS if k.startswith("reverse")]
+    plug = res["plugin_timing"]["cpu"]["ratio_median"]
+    return "\n".join([
+        "## Goals", "",
+        "| goal | measured (CPU time, median of step pairs) | target | |",
+        "|---|---|---|---|",
+        f"| paced_train's on-policy reverse-KL step against TRL's (TRL / paced) | "
+        f"{min(on):.2f}x (GKDTrainer {on[0]:.2f}x, DistillationTrainer {on[1]:.2f}x) | "
+        f">= 1.5x | {'met' if min(on) >= 1.5 else '**not met**'} |",
+        f"| the PACED plug-in's step against plain TRL's at the same kept prompts (plug-in / "
+        f"TRL) | {plug:.3f}x | <= 1.05x | {'met' if plug <= 1.05 else '**not met**'} |",
+        "",
+        f"paced's step at least 1.5x faster at equal work, all rows: {met}. TRL / paced CPU "
+        f"time per step: {'; '.join(rows)}.", ""])
 
 
 def main() -> None:
@@ -743,8 +892,8 @@ def main() -> None:
     try:
         import trl  # noqa: F401
     except ImportError:
-        raise SystemExit("TRL is not installed here; see the setup in this file's docstring "
-                         "(a separate .venv-trl)") from None
+        raise SystemExit("TRL is not installed here: pip install -e '.[trl]' (or make "
+                         "install, whose dev extra includes it)") from None
     t0 = time.perf_counter()
     res: dict = {"versions": versions(), "args": {k: str(v) for k, v in vars(args).items()},
                  "load_before": os.getloadavg()}
@@ -755,9 +904,13 @@ def main() -> None:
         res["losses"] = spawn("losses", "", root, args)
         res["pairs"] = {k: spawn("pair", k, root, args) for k in PAIRS}
         res["memory"] = {k: spawn("memory", k, root, args) for k in SOLO}
+        res["plugin"] = spawn("plugin", "", root, args)
     res["load_after"] = os.getloadavg()
     res["timing"] = {k: summarise(v, args) for k, v in res["pairs"].items()}
-    text = report(res, args) + "\n" + verdict(res)
+    # "paced" = plain TRL, "trl" = the plug-in: ratio_median is plug-in / plain
+    res["plugin_timing"] = summarise({"paced": res["plugin"]["plain"],
+                                      "trl": res["plugin"]["plugin"]}, args)
+    text = report(res, args) + "\n" + plugin_report(res, args) + "\n" + verdict(res)
     text += f"\nWhole bench: {time.perf_counter() - t0:.0f} s.\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
