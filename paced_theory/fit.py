@@ -414,7 +414,8 @@ def fit_beta_ls(curve: SNRCurve) -> dict[str, float]:
     sw = np.sqrt(wts)
     sol = lsq_linear(_beta_design(p) * sw[:, None], y * sw,
                      bounds=([0.0, 0.0, -np.inf], [np.inf, np.inf, np.inf]), method="bvls")
-    return {"alpha": float(sol.x[0]), "beta": float(sol.x[1])}
+    # the solvers honour the bound only to round-off (-2.6e-14 was seen): clip at the bound
+    return {"alpha": max(0.0, float(sol.x[0])), "beta": max(0.0, float(sol.x[1]))}
 
 
 def fit_beta_linf(curve: SNRCurve) -> dict[str, float]:
@@ -433,7 +434,7 @@ def fit_beta_linf(curve: SNRCurve) -> dict[str, float]:
                   bounds=[(0, None), (0, None), (None, None), (0, None)], method="highs")
     if not res.success:  # pragma: no cover - the LP is always feasible and bounded
         raise InputError(f"{curve.source}: the L-infinity linear program failed ({res.message})")
-    return {"alpha": float(res.x[0]), "beta": float(res.x[1])}
+    return {"alpha": max(0.0, float(res.x[0])), "beta": max(0.0, float(res.x[1]))}
 
 
 def fit_gaussian(curve: SNRCurve) -> dict[str, float]:
