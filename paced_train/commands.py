@@ -62,10 +62,20 @@ def train_interrupted(args) -> str:
             f"{shlex.join(cmd + ['--resume'])}")
 
 
+def _at_least_one(args, *flags: str) -> None:
+    """InputError naming the flag for counts below 1 (before any directory is created; 0
+    must not fall back to a default the way `seeds or default` would)."""
+    for flag in flags:
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise InputError(f"--{flag} must be >= 1 (got {value})")
+
+
 def _cmd_compare(args) -> int:
     from paced_train.compare import compare
     from paced_train.config import load_config
 
+    _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config, list(args.overrides))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out = Path(args.out or f"runs/compare-{cfg.run.name}")
@@ -82,8 +92,7 @@ def _cmd_demo(args) -> int:
     from paced_train.demo import run_demo
     from paced_train.rundir import lock_dir
 
-    if args.seeds is not None and args.seeds < 1:  # before anything is created
-        raise InputError(f"--seeds must be >= 1 (got {args.seeds})")
+    _at_least_one(args, "seeds", "jobs")
     with lock_dir(args.out):  # one demo at a time in out (it reuses and replaces runs there)
         path = run_demo(Path(args.out), quick=args.quick, seeds=args.seeds, jobs=args.jobs)
     print(path.read_text())
@@ -96,6 +105,7 @@ def _cmd_study(args) -> int:
     from paced_train.demo import demo_config_path
     from paced_train.study import run_study
 
+    _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config or demo_config_path(), list(args.overrides))
     out = Path(args.out)
     from paced_train.rundir import lock_dir

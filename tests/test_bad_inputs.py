@@ -179,7 +179,14 @@ def test_theory_edge_inputs_are_one_line_errors(capsys):
     fails_in_one_line(capsys, ["fit", "nothere.csv", "--seed", "-1"], "--seed")
 
 
-def test_demo_seeds_zero_is_an_error(capsys, tmp_path):
-    fails_in_one_line(capsys, ["demo", "--quick", "--seeds", "0", "--out", tmp_path / "d"],
-                      "--seeds")
+@pytest.mark.parametrize("argv", [["demo", "--quick", "--seeds", "0"],
+                                  ["demo", "--quick", "--jobs", "0"],
+                                  ["study", "--size", "quick", "--seeds", "0"],
+                                  ["study", "--size", "quick", "--jobs", "-1"],
+                                  ["compare", "configs/tiny.toml", "--seeds", "0"],
+                                  ["compare", "configs/tiny.toml", "--jobs", "0"]])
+def test_zero_seeds_or_jobs_is_an_error_not_the_default(capsys, tmp_path, argv):
+    """demo --seeds 0 used to run the full demo (seeds or default); nothing is created."""
+    flag = next(a for a in argv if a in ("--seeds", "--jobs"))
+    fails_in_one_line(capsys, [*argv, "--out", tmp_path / "d"], flag)
     assert not (tmp_path / "d").exists()
