@@ -138,9 +138,8 @@ def problem_weights(cfg_weights, table: PassRateTable, ids) -> np.ndarray:
     elif measured.any():
         out[measured] = estimate_weight(c[measured], n[measured], w.alpha, w.beta,
                                         estimator=w.estimator, prior=(w.prior_a, w.prior_b))
-        floor = getattr(w, "floor", 0.0)
-        if floor > 0:  # ours: hopeless problems keep a small weight (forward KL learns them)
-            out[measured & (c == 0)] = np.maximum(out[measured & (c == 0)], floor)
+        if w.floor > 0:  # ours: hopeless problems keep a small weight (forward KL learns them)
+            out[measured & (c == 0)] = np.maximum(out[measured & (c == 0)], w.floor)
     return out
 
 

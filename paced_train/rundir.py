@@ -81,12 +81,7 @@ def claim(out_dir: Path | str, *, resume: bool = False, overwrite: bool = False,
     if resume and not out_dir.is_dir():
         raise RunDirError(f"{out_dir}: no such run directory to --resume; start the run "
                           "without --resume")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"{out_dir}: cannot create the run directory "
-                          f"({exc.strerror or exc})") from None
-    fd = _lock(out_dir)
+    fd = _make_and_lock(out_dir, "run directory")
     try:
         found = existing_run(out_dir)
         if found and not resume:
@@ -106,6 +101,16 @@ def claim(out_dir: Path | str, *, resume: bool = False, overwrite: bool = False,
         _unlock(fd)
 
 
+def _make_and_lock(out_dir: Path, what: str) -> int:
+    """Create out_dir (one-line error if that fails) and take its exclusive lock."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{out_dir}: cannot create the {what} "
+                          f"({exc.strerror or exc})") from None
+    return _lock(out_dir)
+
+
 @contextmanager
 def claim_output(out_dir: Path | str, *, marks: tuple[str, ...], overwrite: bool,
                  what: str) -> Iterator[Path]:
@@ -120,12 +125,7 @@ def claim_output(out_dir: Path | str, *, marks: tuple[str, ...], overwrite: bool
     if found and not overwrite:
         raise RunDirError(f"{out_dir}: already holds a {what} ({', '.join(found)}); replace it "
                           "with --overwrite or choose another --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"{out_dir}: cannot create the output directory "
-                          f"({exc.strerror or exc})") from None
-    fd = _lock(out_dir)
+    fd = _make_and_lock(out_dir, "output directory")
     try:
         yield out_dir
     finally:

@@ -209,12 +209,7 @@ def arm_table(rows: list[dict]) -> list[dict]:
     """Per (pool, loss, arm): seeds, mean hopeless share, and the paired comparisons with the
     group's uniform arm (AUC ratio, final-accuracy difference, compute ratio), bootstrap."""
     out = []
-    keys = []
-    for r in rows:
-        k = (r["pool"], r["loss"], r["arm"])
-        if k not in keys:
-            keys.append(k)
-    for pool, loss, arm in keys:
+    for pool, loss, arm in dict.fromkeys((r["pool"], r["loss"], r["arm"]) for r in rows):
         rs = sorted(_by(rows, pool=pool, loss=loss, arm=arm), key=lambda r: r["seed"])
         us = sorted(_by(rows, pool=pool, loss=loss, arm="uniform"), key=lambda r: r["seed"])
         auc = paired([r["auc"] for r in rs], [u["auc"] for u in us], kind="ratio")
@@ -234,11 +229,7 @@ def arm_table(rows: list[dict]) -> list[dict]:
 
 
 def table_markdown(table: list[dict]) -> str:
-    def ci(p, fmt="{:.3f}"):
-        if p is None or p["n"] == 0:
-            return "–"
-        tag = " n.s." if p["verdict"] == "not significant" else ""
-        return f"{fmt.format(p['mean'])} [{fmt.format(p['lo'])}, {fmt.format(p['hi'])}]{tag}"
+    from paced_train.report import ci
 
     lines = ["| pool | loss | arm | hopeless share | final acc | Δ final vs uniform | AUC | "
              "AUC ratio to uniform | compute to uniform's final (× uniform) | rollout FLOPs "
@@ -249,8 +240,8 @@ def table_markdown(table: list[dict]) -> str:
                 if t["reached"] else f"not reached (0/{t['n']})")
         h = "–" if t["hopeless_share"] is None else f"{t['hopeless_share']:.2f}"
         lines.append(f"| {t['pool']} | {t['loss']} | {t['arm']} | {h} | {t['final_acc']:.3f} | "
-                     f"{ci(t['final_diff'], '{:+.3f}')} | {t['auc']:.3f} | "
-                     f"{ci(t['auc_ratio'])} | {comp} | {t['rollout_flops_share']:.2f} |")
+                     f"{ci(t['final_diff'])} | {t['auc']:.3f} | "
+                     f"{ci(t['auc_ratio'], '{:.3f}')} | {comp} | {t['rollout_flops_share']:.2f} |")
     return "\n".join(lines)
 
 
