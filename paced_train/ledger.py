@@ -24,6 +24,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from paced_theory.errors import InputError
 
 FIELDS = ("rollout_tokens", "teacher_tokens", "student_fwd_tokens", "student_bwd_tokens",
@@ -138,6 +140,15 @@ def read_metrics(run: Path | str, kind: str | None = None) -> list[dict]:
     path = Path(run)
     rows = MetricsLog(path / "metrics.jsonl" if path.is_dir() else path).rows()
     return rows if kind is None else [r for r in rows if r.get("kind") == kind]
+
+
+def eval_curve(run: Path | str, axis: str = "flops") -> tuple[np.ndarray, np.ndarray]:
+    """(compute, held-out accuracy) at each evaluation of a run (read_metrics' eval rows);
+    axis "flops" (total) or "train_flops" (rollouts excluded)."""
+    ev = read_metrics(run, "eval")
+    x = [r["flops"] - (r.get("rollout_flops") or 0.0) if axis == "train_flops" else r["flops"]
+         for r in ev]
+    return np.array(x, dtype=float), np.array([r["acc"] for r in ev], dtype=float)
 
 
 def strict_json(x):

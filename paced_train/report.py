@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from paced_theory.stats import bootstrap_ci
+from paced_train.ledger import eval_curve
 
 # Okabe-Ito, colour-blind safe
 PALETTE = {"uniform": "#000000", "hard": "#E69F00", "paced": "#0072B2", "akl": "#009E73",
@@ -71,7 +72,6 @@ def comparison_markdown(result: dict) -> str:
 def banded_curves(result: dict, axis: str = "flops", points: int = 60, n_boot: int = 2000):
     """{method: (x, mean, lo, hi)}: held-out accuracy against compute as a fraction of each
     seed's budget, on a common grid, with the mean over seeds and its 95 % bootstrap band."""
-    from paced_train.compare import eval_curve
 
     budgets = result["budget_flops"]
     out = {}

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from paced_train.compare import eval_rows
+from paced_train.ledger import read_metrics
 from paced_train.report import PALETTE, plot_forgetting
 from paper_figures.runs import args, compare_dir
 from paper_figures.style import COLUMN_WIDTH, figure, save
@@ -28,7 +28,7 @@ def main():
     for m, r in res["methods"].items():
         curves = []
         for run, budget in zip(r["runs"], res["budget_flops"]):
-            ev = eval_rows(run)
+            ev = read_metrics(run, "eval")
             curves.append(np.interp(grid, [e["flops"] / budget for e in ev],
                                     [e["retention"] for e in ev]))
         ax2.plot(grid, np.mean(curves, 0), color=PALETTE.get(m), label=m)
