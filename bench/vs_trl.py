@@ -145,8 +145,9 @@ def paced_cfg(root: Path, kind: str, args):
 def prepare(root: Path, args) -> dict:
     """The batch both sides train on: the trainer's first batch of problems, their prompt
     tokens, and the teacher's greedy references (what paced caches per problem)."""
-    from paced_train.evaluate import generate_and_verify
-    from paced_train.trainer import candidates, setup
+    from paced_train.batching import candidates
+    from paced_train.rollouts import generate_and_verify
+    from paced_train.trainer import setup
 
     cfg = paced_cfg(root, "forward", args)
     run, _ = setup(cfg)
@@ -176,7 +177,6 @@ def paced_stepper(root: Path, kind: str, args):
     """(step, scored): step() runs one paced_train.trainer.distill_step on the batch and
     returns (wall seconds, CPU seconds, loss); scored collects the number of tokens each
     step's loss scores."""
-    import inspect
 
     import numpy as np
 
@@ -192,10 +192,7 @@ def paced_stepper(root: Path, kind: str, args):
     st.references.update(dict(zip(data["ids"], data["refs"])))
     st.reference_ok.update(dict.fromkeys(data["ids"], False))
     weights = np.ones(len(batch))
-    # the distributed trainer passes the step's normaliser in (computed over all ranks);
-    # earlier versions computed it inside distill_step
-    extra = (normaliser(weights, cfg.weights.normalise, cfg.optim.batch_size),) \
-        if "norm" in inspect.signature(T.distill_step).parameters else ()
+    norm = normaliser(weights, cfg.weights.normalise, cfg.optim.batch_size)
     scored: list[int] = []
     token_kl = losses.token_kl
 
@@ -208,7 +205,7 @@ def paced_stepper(root: Path, kind: str, args):
     def step() -> tuple[float, float, float]:
         st.step += 1
         t0, c0 = time.perf_counter(), time.process_time()
-        out = T.distill_step(run, st, batch, weights, *extra)
+        out = T.distill_step(run, st, batch, weights, norm)
         return time.perf_counter() - t0, time.process_time() - c0, out["loss"]
 
     return step, scored

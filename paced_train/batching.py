@@ -1,4 +1,8 @@
-"""Pack prompts and completions into right-padded training batches.
+"""Which problems make up a step's batch, and how they are packed into tensors.
+
+candidates() gives a step's B candidate problems (a seeded permutation per epoch, from
+sampling_pool(): all problems, or only those of positive weight); pack() and
+completion_index() turn prompts and completions into the model's inputs.
 
 Logits at position t predict token t+1, so for a sequence s = prompt + completion we feed
 x = s[:-1], score against y = s[1:], and `mask` marks the positions of x whose next token
@@ -7,7 +11,38 @@ is a completion token -- the only positions any loss in this package looks at.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from paced_train.config import RunConfig
+from paced_train.passrates import PassRateTable, problem_weights
+from paced_train.seeding import seed_for
+
+
+def candidates(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Indices of step `step` (1-based): the next batch_size entries of an endless sequence of
+    seeded permutations of range(n) (one per epoch), so every problem is seen once per epoch."""
+    B = min(batch_size, n)
+    start = (step - 1) * B
+    first, last = start // n, (start + B - 1) // n
+    order = np.concatenate([np.random.default_rng(seed_for(seed, e, "data")).permutation(n)
+                            for e in range(first, last + 1)])
+    return order[start - first * n:start - first * n + B]
+
+
+def sampling_pool(cfg: RunConfig, table: PassRateTable) -> np.ndarray:
+    """Indices (into the table's ids, the training problems) a step draws its candidates
+    from. optim.sampler = "pool": all of them (problems of weight 0 are then dropped from the
+    batch). "kept" (ours): only those of positive weight under the current pass-rate table,
+    so every step trains on a full batch; the expected update is the same weighted mean over
+    the kept problems, with less batch noise and no tiny steps once most problems are
+    settled. When nothing has positive weight it falls back to the whole pool (the step then
+    keeps none)."""
+    everything = np.arange(len(table.ids))
+    if cfg.optim.sampler == "pool" or cfg.weights.method == "uniform":
+        return everything
+    kept = np.flatnonzero(problem_weights(cfg.weights, table, table.ids) > 0)
+    return kept if kept.size else everything
 
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int,

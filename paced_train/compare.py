@@ -39,25 +39,12 @@ import numpy as np
 
 from paced_theory.errors import ConfigError
 from paced_theory.stats import curve_auc, mean_sd, paired
-from paced_train.config import RunConfig, apply_overrides, config_to_toml
-from paced_train.ledger import read_metrics, strict_json
-from paced_train.trainer import METHOD_OVERRIDES, train
+from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, config_to_toml
+from paced_train.ledger import eval_curve, strict_json
+from paced_train.report import comparison_markdown, plot_comparison
+from paced_train.trainer import train
 
 STEP_HEADROOM = 20
-
-
-def eval_rows(run_dir) -> list[dict]:
-    """The eval rows of a run's metrics.jsonl, in order."""
-    return read_metrics(run_dir, "eval")
-
-
-def eval_curve(run_dir, axis: str = "flops") -> tuple[np.ndarray, np.ndarray]:
-    """(compute, held-out accuracy) at each evaluation of a run; axis "flops" (total) or
-    "train_flops" (rollouts excluded)."""
-    ev = eval_rows(run_dir)
-    x = [r["flops"] - (r.get("rollout_flops") or 0.0) if axis == "train_flops" else r["flops"]
-         for r in ev]
-    return np.array(x, dtype=float), np.array([r["acc"] for r in ev], dtype=float)
 
 
 def compute_to_reach(flops: np.ndarray, acc: np.ndarray, target: float) -> float | None:
@@ -274,7 +261,6 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int =
     result = summarise(runs, seeds)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.json").write_text(json.dumps(strict_json(result), indent=2))
-    from paced_train.report import comparison_markdown, plot_comparison
 
     (out_dir / "comparison.md").write_text(comparison_markdown(result))
     plot_comparison(result, out_dir)

@@ -187,6 +187,17 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",
              "run.threads", "eval.every_frac",
              "budget.steps", "budget.flops", "eval.every"}
+# the methods `paced compare` and `paced study` train, as overrides of one base config (so
+# the same seeds, data and budget hold for each)
+METHOD_OVERRIDES: dict[str, list[str]] = {
+    "uniform": ["weights.method=uniform", "loss.schedule=forward"],
+    "hard": ["weights.method=hard", "loss.schedule=forward"],
+    "paced": ["weights.method=paced", "loss.schedule=forward"],
+    "akl": ["weights.method=uniform", "loss.schedule=akl"],
+    "two-stage": ["weights.method=paced", "loss.schedule=two-stage"],
+    "reverse": ["weights.method=paced", "loss.schedule=reverse"],
+    "uniform-reverse": ["weights.method=uniform", "loss.schedule=reverse"],
+}
 
 
 # ------------------------------------------------------------------------------ typing

@@ -2,7 +2,7 @@
 
     torchrun --nproc_per_node 2 -m paced_train.cli train configs/tiny.toml run.device=cpu
 
-How the loop divides the work (trainer.py), with W processes (ranks):
+How the loop divides the work (trainer.py and its stages), with W processes (ranks):
   - pass-rate refresh: the pool is cut into fixed chunks of rollouts.chunk problems, each
     sampled with its own seeded generator; rank r rolls out chunks r, r+W, ...; the success
     counts are all-gathered, so every rank holds the same pass-rate table;
@@ -113,6 +113,36 @@ def all_sum(d: Dist, values, device: torch.device) -> np.ndarray:
 def chunks(n: int, size: int) -> list[range]:
     """The pool's refresh chunks: fixed ranges of `size` (rollouts.chunk) problem indices."""
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def shard(d: Dist, keep: np.ndarray) -> np.ndarray:
+    """This rank's share of a step's candidates: the indices i = rank, rank + W, ... with
+    keep[i] (every rank holds all of keep, so the shares are disjoint and cover every kept
+    candidate)."""
+    idx = np.arange(d.rank, len(keep), d.world)
+    return idx[np.asarray(keep, dtype=bool)[idx]]
+
+
+def sum_ledger(d: Dist, ledger, before: dict, device: torch.device) -> None:
+    """Make a compute ledger global: add the other ranks' work since `before` (its row() at
+    that time) to this rank's ledger (no-op on one rank). Token counts stay integers."""
+    if d.world == 1:
+        return
+    keys = list(before)
+    delta = [float(getattr(ledger, k)) - float(before[k]) for k in keys]
+    for k, v in zip(keys, all_sum(d, delta, device)):
+        value = before[k] + v
+        setattr(ledger, k, int(round(value)) if k.endswith("_tokens") else float(value))
+
+
+def merge_dicts(d: Dist, *dicts: dict) -> None:
+    """Update each dict with every rank's entries (per-rank caches such as the teacher's
+    references, before a checkpoint holds them); a collective, no-op on one rank."""
+    if d.world == 1:
+        return
+    for theirs in gather_objects(d, dicts):
+        for mine, other in zip(dicts, theirs):
+            mine.update(other)
 
 
 def shutdown(wait: bool = True) -> None:

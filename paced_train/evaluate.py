@@ -1,4 +1,4 @@
-"""Generation + verification, and the periodic evaluation of a run.
+"""The periodic evaluation of a run (generation + verification: rollouts.generate_and_verify).
 
 evaluate() reports, on problems never trained on:
   acc                greedy accuracy on the held-out split
@@ -15,43 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from paced_train.distributed import autocast
-from paced_train.tasks import Problem, verify
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
-def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int, k: int = 1,
-                        temperature: float = 1.0, top_p: float = 1.0,
-                        generator: torch.Generator | None = None, batch: int = 1024):
-    """k completions per problem, in order (problem 0's k, then problem 1's, ...).
-
-    Returns (ok, completions, tokens): ok a bool array (len(problems) * k,), completions the
-    token lists (eos included when produced), tokens the positions processed (each distinct
-    prompt once, its k rollouts share the prefill; then each generated token: what
-    KV-cached generation costs). Temperature 0 is
-    greedy. On CUDA the forward passes run under bf16 autocast."""
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    prompts = [tok.encode_prompt(p.prompt) for p in problems for _ in range(k)]
-    comps: list[list[int]] = []
-    tokens = 0
-    with autocast(device):
-        for i in range(0, len(prompts), batch):
-            chunk = prompts[i:i + batch]
-            out = model.generate(chunk, max_new_tokens, temperature=temperature, top_p=top_p,
-                                 generator=generator, eos_id=tok.eos_id, pad_id=tok.pad_id)
-            comps += out
-            # a prompt repeated in the chunk (K rollouts) is prefilled once by generate
-            tokens += sum(len(p) for p in set(map(tuple, chunk))) + sum(len(c) for c in out)
-    model.train(was_training)
-    ok = np.array([verify(problems[j // k], tok.decode(c)) for j, c in enumerate(comps)],
-                  dtype=bool)
-    return ok, comps, tokens
+from paced_train.rollouts import generate_and_verify
+from paced_train.tasks import Problem
 
 
 def solve_rates(model, tok, problems: list[Problem], max_new_tokens: int, k: int = 1,

@@ -362,6 +362,27 @@ def akl_head_weight(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return torch.cat(parts, dim=1)
 
 
+# ---------------------------------------------------------------------------- dispatcher
+def divergence(kind: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+               mask: torch.Tensor, loss_cfg) -> torch.Tensor:
+    """Per-sequence loss (B,) of divergence `kind` (one of LOSSES; "two-stage" is a schedule,
+    resolved per step by schedule.loss_kind) with the parameters of the config's [loss]
+    section (temperature, jsd_beta, skew_alpha, akl_mu). An unknown kind is a ConfigError."""
+    T = loss_cfg.temperature
+    if kind in ("forward", "reverse"):
+        return token_kl(student_logits, teacher_logits, mask, kind, temperature=T)
+    if kind == "akl":
+        return akl(student_logits, teacher_logits, mask, mu=loss_cfg.akl_mu, temperature=T)
+    if kind == "jsd":
+        return generalized_jsd(student_logits, teacher_logits, mask, beta=loss_cfg.jsd_beta,
+                               temperature=T)
+    if kind == "skew":
+        return skew_kl(student_logits, teacher_logits, mask, alpha=loss_cfg.skew_alpha,
+                       temperature=T)
+    raise ConfigError(f"loss.schedule: unknown divergence {kind!r}; one of "
+                      f"{', '.join(LOSSES)} (or two-stage: forward, then reverse)")
+
+
 # ------------------------------------------------------------------------------ weighting
 def weighted_loss(per_seq: torch.Tensor, weights: torch.Tensor,
                   normaliser: float | torch.Tensor) -> torch.Tensor:

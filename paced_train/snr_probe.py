@@ -32,16 +32,11 @@ from paced_theory.errors import ConfigError
 from paced_theory.snr import bin_snr
 from paced_train import losses
 from paced_train.config import RunConfig
+from paced_train.distill import load_models, student_logits, teacher_logits, teacher_view
 from paced_train.distributed import resolve_device
-from paced_train.evaluate import generate_and_verify
-from paced_train.trainer import (
-    Run,
-    build_problems,
-    load_models,
-    student_logits,
-    teacher_logits,
-    teacher_view,
-)
+from paced_train.rollouts import generate_and_verify
+from paced_train.state import Run
+from paced_train.tasks import build_problems
 
 
 class CountSketch:
@@ -84,8 +79,7 @@ def per_problem_gradients(run: Run, problems, completions, params, sketch,
     for prob, comp in bar:
         t_logits, _ = teacher_logits(run, [prob], [comp])
         s_logits, mask, _ = student_logits(run, [prob], [comp])
-        loss = losses.token_kl(s_logits, t_logits, mask, kind,
-                               temperature=run.cfg.loss.temperature).sum()
+        loss = losses.divergence(kind, s_logits, t_logits, mask, run.cfg.loss).sum()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                           for g, p in zip(grads, params)]).float()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paced_theory.errors import InputError
+from paced_theory.errors import ConfigError, InputError
 
 DISTILL_SKILLS = ("add", "mul")
 RETENTION_SKILL = "compare"
@@ -291,3 +291,33 @@ def load_jsonl(path, extract: str = "first") -> list[Problem]:
     if not out:
         raise InputError(f"{path}: no problems found (expected one JSON object per line)")
     return out
+
+
+def build_problems(cfg) -> tuple[list[Problem], list[Problem], list[Problem]]:
+    """(train, heldout, retention) of a RunConfig's [data] section: data.jsonl or the
+    arithmetic suite, split per cell; the retention set is never distilled, only measured:
+    data.retention_jsonl, retention_{add,mul}_digits cells, else n_retention built-in
+    `compare` problems."""
+    d = cfg.data
+    if d.jsonl:
+        problems = load_jsonl(d.jsonl, d.extract)
+    else:
+        per_cell = {**cell_counts("add", d.add_digits, d.add_counts, d.n_train_per_cell,
+                                  d.n_eval_per_cell),
+                    **cell_counts("mul", d.mul_digits, d.mul_counts, d.n_train_per_cell,
+                                  d.n_eval_per_cell)}
+        problems = arithmetic_suite(cfg.run.seed, 0, d.add_digits, d.mul_digits, per_cell)
+    train, heldout = split(problems, d.n_eval_per_cell, cfg.run.seed)
+    if not heldout:  # every cell keeps one problem for training: too few to hold any out
+        raise ConfigError(f"{d.jsonl or 'the arithmetic suite'}: {len(problems)} problem(s) "
+                          f"leave no held-out problem with data.n_eval_per_cell = "
+                          f"{d.n_eval_per_cell} (each difficulty keeps one for training); "
+                          "give at least 2 problems per difficulty")
+    if d.retention_jsonl:
+        retention = load_jsonl(d.retention_jsonl, d.extract)
+    elif d.retention_add_digits or d.retention_mul_digits:
+        retention = retention_cells(cfg.run.seed, d.n_retention, d.retention_add_digits,
+                                    d.retention_mul_digits)
+    else:
+        retention = retention_suite(cfg.run.seed, d.n_retention)
+    return train, heldout, retention

@@ -9,7 +9,7 @@ import pytest
 
 from paced_theory.fit import FAMILIES
 from paced_train.cli import main
-from paced_train.trainer import METHOD_OVERRIDES
+from paced_train.config import METHOD_OVERRIDES
 
 SIMULATE_METHODS = ("uniform", "hard", "beta", "beta:A,B", "beta+floor:A,B,EPS", "oracle")
 

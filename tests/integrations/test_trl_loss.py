@@ -11,9 +11,10 @@ from trl_helpers import args, load, problems
 
 from paced_train import losses
 from paced_train.config import load_config
+from paced_train.distill import completion_logits
 from paced_train.hf import load_any
+from paced_train.losses import divergence
 from paced_train.passrates import normaliser, problem_weights
-from paced_train.trainer import completion_logits, divergence
 
 EOS = 2
 CPU = torch.device("cpu")
@@ -44,7 +45,7 @@ def _table(trainer):
 
 def _reference(pair_dir, kept_rows, completions, kind, weights_cfg, table, jsd_beta=0.5):
     """paced_train's own step on the same problems and completions: completion_logits for
-    teacher and student, trainer.divergence, weights from the table, weighted_loss over
+    teacher and student, losses.divergence, weights from the table, weighted_loss over
     normaliser(sum) -- what distill_step computes -- plus the gradient."""
     student, tok, _ = load_any(pair_dir["student"])
     teacher, _, _ = load_any(pair_dir["teacher"])
@@ -53,7 +54,7 @@ def _reference(pair_dir, kept_rows, completions, kind, weights_cfg, table, jsd_b
     with torch.no_grad():
         t_logits, _, _ = completion_logits(teacher, tok, prompts, completions, CPU)
     s_logits, mask, _ = completion_logits(student, tok, prompts, completions, CPU)
-    per_seq = divergence(kind, s_logits, t_logits, mask, cfg)
+    per_seq = divergence(kind, s_logits, t_logits, mask, cfg.loss)
     w = problem_weights(weights_cfg, table, [r["id"] for r in kept_rows])
     loss = losses.weighted_loss(per_seq, torch.as_tensor(w, dtype=torch.float32),
                                 normaliser(w, weights_cfg.normalise, len(w)))

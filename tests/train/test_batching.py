@@ -3,11 +3,14 @@ the completion-predicting ones, and two packings behind different prompts line u
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paced_train.batching import completion_index, pack
+from paced_train.batching import candidates, completion_index, pack, sampling_pool
+from paced_train.config import load_config
+from paced_train.passrates import PassRateTable
 
 PAD = 0
 tokens = st.lists(st.integers(1, 50), min_size=1, max_size=7)
@@ -55,3 +58,27 @@ def test_device_argument_places_every_tensor():
     index, imask = completion_index([[1, 2]], [[3]], device="cpu")
     assert {t.device.type for t in (x, y, mask, index, imask)} == {"cpu"}
     assert mask.dtype == imask.dtype == torch.float32 and index.dtype == torch.long
+
+
+def test_kept_sampler_draws_only_positive_weights_and_falls_back():
+    t = PassRateTable([f"q{i}" for i in range(6)])
+    t.refresh(t.ids, [0, 4, 8, 2, 0, 5], 8, step=0)
+    kept = load_config(None, ["optim.sampler=kept"])
+    pool = sampling_pool(kept, t)
+    assert pool.tolist() == [1, 3, 5]
+    batch = pool[candidates(len(pool), 2, 0, 1)]
+    assert set(batch.tolist()) <= {1, 3, 5}
+    assert sampling_pool(load_config(None, []), t).tolist() == list(range(6))  # sampler = pool
+    uniform = load_config(None, ["optim.sampler=kept", "weights.method=uniform"])
+    assert sampling_pool(uniform, t).tolist() == list(range(6))  # uniform weighs every one
+    t.refresh(t.ids, [0, 8, 0, 8, 0, 8], 8, step=1)                # nothing kept: the whole pool
+    assert sampling_pool(kept, t).tolist() == list(range(6))
+
+
+def test_data_order_covers_every_problem_once_per_epoch():
+    order = np.concatenate([candidates(10, 4, 0, s) for s in range(1, 6)])
+    assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
+    assert not np.array_equal(order[:10], order[10:20])  # a new permutation each epoch
+    assert np.array_equal(candidates(10, 4, 0, 3), candidates(10, 4, 0, 3))
+    assert not np.array_equal(candidates(10, 4, 0, 3), candidates(10, 4, 1, 3))  # seeded
+    assert sorted(candidates(3, 8, 0, 1).tolist()) == [0, 1, 2]  # B capped at the pool size

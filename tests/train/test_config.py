@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from paced_theory.errors import ConfigError
 from paced_train.config import (
+    METHOD_OVERRIDES,
     RunConfig,
     apply_overrides,
     changed_keys,
@@ -18,7 +19,6 @@ from paced_train.config import (
     from_dict,
     load_config,
 )
-from paced_train.trainer import METHOD_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,3 +121,12 @@ def test_bad_overrides_name_the_key(item, needle):
         load_config(ROOT / "configs" / "tiny.toml", [item])
     assert needle in str(exc.value)
     assert "tiny.toml" in str(exc.value) or "override" in str(exc.value)
+
+
+def test_config_refuses_bad_counts_and_overlapping_retention():
+    with pytest.raises(ConfigError, match="data.add_counts"):
+        load_config(None, ["data.add_digits=[1,2]", "data.add_counts=[5]"])
+    with pytest.raises(ConfigError, match="retention_add_digits"):
+        load_config(None, ["data.add_digits=[1,2]", "data.retention_add_digits=[2]"])
+    with pytest.raises(ConfigError, match="settled_K"):
+        load_config(None, ["rollouts.K=4", "rollouts.settled_K=4"])

@@ -91,3 +91,23 @@ def test_two_ranks_run_the_two_stage_schedule(tmp_path):
     assert len(rev) == 3 and all(r["loss"] is None or r["loss"] >= 0 for r in rev)
     assert rev[-1]["rollout_tokens"] > two[2]["rollout_tokens"]  # on-policy samples counted
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["steps"] == 6
+
+
+def test_shards_are_disjoint_cover_the_kept_candidates_and_one_rank_is_a_no_op():
+    import numpy as np
+
+    from paced_train.distributed import Dist, merge_dicts, shard, sum_ledger
+    from paced_train.ledger import Ledger
+
+    keep = np.array([True, False, True, True, False, True, True])
+    for world in (1, 2, 3, 8):
+        parts = [shard(Dist(r, world), keep).tolist() for r in range(world)]
+        assert sorted(sum(parts, [])) == np.flatnonzero(keep).tolist()  # disjoint, complete
+        assert all(all(i % world == r for i in p) for r, p in enumerate(parts))
+    assert shard(Dist(), np.zeros(4, dtype=bool)).tolist() == []
+    led, refs = Ledger(10, 20), {"a": [1]}
+    before = led.row()
+    led.rollout(3)
+    sum_ledger(Dist(), led, before, torch.device("cpu"))
+    merge_dicts(Dist(), refs)
+    assert led.rollout_tokens == 3 and refs == {"a": [1]}

@@ -542,3 +542,29 @@ def test_end_to_end_with_a_model_shaped_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.2 * first
+
+
+def test_divergence_dispatches_every_kind_with_the_configs_parameters():
+    """losses.divergence is what the loop calls: each kind equals its function called with
+    the [loss] section's parameters; a kind it does not know is refused by name."""
+    from paced_train.config import LossSection
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 5, generator=g), torch.randn(2, 3, 5, generator=g)
+    m = torch.ones(2, 3)
+    c = LossSection(temperature=1.5, jsd_beta=0.3, skew_alpha=0.2, akl_mu=0.7)
+    direct = {
+        "forward": L.token_kl(s, t, m, "forward", temperature=1.5),
+        "reverse": L.token_kl(s, t, m, "reverse", temperature=1.5),
+        "jsd": L.generalized_jsd(s, t, m, beta=0.3, temperature=1.5),
+        "skew": L.skew_kl(s, t, m, alpha=0.2, temperature=1.5),
+        "akl": L.akl(s, t, m, mu=0.7, temperature=1.5),
+    }
+    assert set(direct) == set(L.LOSSES)
+    values = {k: L.divergence(k, s, t, m, c) for k in L.LOSSES}
+    for k in L.LOSSES:
+        assert torch.equal(values[k], direct[k]), k
+    assert len({tuple(v.tolist()) for v in values.values()}) == len(L.LOSSES)  # all differ
+    for bad in ("two-stage", "kl", ""):
+        with pytest.raises(ConfigError, match="loss.schedule"):
+            L.divergence(bad, s, t, m, c)

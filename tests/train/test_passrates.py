@@ -140,3 +140,23 @@ def test_normaliser_modes():
     assert normaliser(w, "mean", 32) == 32.0 and normaliser(w, "none", 32) == 1.0
     with pytest.raises(InputError, match="normalise"):
         normaliser(w, "max", 32)
+
+
+def test_refresh_takes_per_problem_rollouts_and_records_shares():
+    t = PassRateTable(["a", "b", "c", "d"])
+    t.refresh(t.ids, [0, 1, 2, 8], [2, 8, 2, 8], step=0)
+    assert t.rates().tolist() == [0.0, 0.125, 1.0, 1.0]
+    assert t.shares(0) == pytest.approx({"zero": 0.25, "frontier": 0.25, "one": 0.5})
+    with pytest.raises(InputError):
+        t.refresh(t.ids, [0, 3, 0, 0], [2, 2, 2, 2], step=1)
+
+
+def test_floor_weight_only_at_zero_successes():
+    cfg = WeightsSection(floor=0.05)
+    t = PassRateTable(["a", "b", "c", "d"])
+    t.refresh(t.ids, [0, 1, 4, 8], 8, step=0)
+    w = problem_weights(cfg, t, t.ids)
+    assert w[0] == 0.05 and w[3] == 0.0  # hopeless keeps the floor, solved does not
+    assert w[1] == pytest.approx(0.125 * 0.875) and w[2] == pytest.approx(0.25)
+    w0 = problem_weights(WeightsSection(), t, t.ids)
+    assert w0[0] == 0.0

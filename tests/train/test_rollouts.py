@@ -1,15 +1,24 @@
-"""The pass-rate refresh: sequential K for settled problems, the floor weight, the pool."""
+"""The rollout stage (paced_train/rollouts.py): generation and verification, sequential K
+for settled problems, when a refresh is due, and on-policy samples as rollouts."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
+from scripted import ScriptedModel
 
-from paced_theory.errors import InputError
 from paced_train.config import load_config
-from paced_train.passrates import PassRateTable, problem_weights
-from paced_train.tasks import cell_counts, cell_size, retention_cells
-from paced_train.trainer import lr_at, run_progress, settled_counts
+from paced_train.ledger import Ledger
+from paced_train.passrates import PassRateTable
+from paced_train.rollouts import (
+    generate_and_verify,
+    on_policy_samples,
+    refresh_due,
+    settled_counts,
+)
+from paced_train.state import Run, State
+from paced_train.tasks import arithmetic_suite
+from paced_train.tokenizer import default_tokenizer
 
 
 class FakeRoller:
@@ -58,66 +67,7 @@ def test_settled_k_off_and_unmeasured_problems_get_k():
     assert n.tolist() == [8, 8] and len(roll.calls) == 1
 
 
-def test_refresh_takes_per_problem_rollouts_and_records_shares():
-    t = PassRateTable(["a", "b", "c", "d"])
-    t.refresh(t.ids, [0, 1, 2, 8], [2, 8, 2, 8], step=0)
-    assert t.rates().tolist() == [0.0, 0.125, 1.0, 1.0]
-    assert t.shares(0) == pytest.approx({"zero": 0.25, "frontier": 0.25, "one": 0.5})
-    with pytest.raises(InputError):
-        t.refresh(t.ids, [0, 3, 0, 0], [2, 2, 2, 2], step=1)
-
-
-def test_floor_weight_only_at_zero_successes():
-    cfg = load_config(None, ["weights.floor=0.05"]).weights
-    t = table_with([0, 1, 4, 8], 8)
-    w = problem_weights(cfg, t, t.ids)
-    assert w[0] == 0.05 and w[3] == 0.0  # hopeless keeps the floor, solved does not
-    assert w[1] == pytest.approx(0.125 * 0.875) and w[2] == pytest.approx(0.25)
-    w0 = problem_weights(load_config(None, []).weights, t, t.ids)
-    assert w0[0] == 0.0
-
-
-def test_cosine_schedule_in_compute_and_steps():
-    cfg = load_config(None, ["optim.schedule=cosine", "optim.lr=1e-3", "optim.warmup_steps=10",
-                             "optim.min_lr_frac=0.1", "budget.steps=100"])
-    assert lr_at(5, cfg, 0.0) == pytest.approx(5e-4)        # warmup
-    assert lr_at(50, cfg, 0.0) == pytest.approx(1e-3)
-    assert lr_at(50, cfg, 0.5) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
-    assert lr_at(50, cfg, 1.0) == pytest.approx(1e-4)
-    assert run_progress(cfg, 25, 0.0) == 0.25
-    by_flops = load_config(None, ["budget.flops=1e9", "budget.steps=100"])
-    assert run_progress(by_flops, 90, 2.5e8) == 0.25  # the FLOPs budget decides
-    const = load_config(None, ["optim.lr=1e-3"])
-    assert lr_at(500, const, 0.9) == 1e-3
-
-
-def test_cells_are_capped_and_retention_cells_are_distinct():
-    counts = cell_counts("add", (1, 3), (600, 600), 48, 20)
-    assert counts[("add", 1)] == cell_size("add", 1) == 100  # 80 train + 20 held out
-    assert counts[("add", 3)] == 620
-    assert cell_counts("mul", (2,), (), 48, 10) == {("mul", 2): 58}
-    with pytest.raises(InputError, match="mul1"):
-        cell_counts("mul", (1,), (), 10, 80)
-    ret = retention_cells(0, 30, (1,), (1,))
-    assert len(ret) == 60 and len({p.id for p in ret}) == 60
-    assert {p.skill for p in ret} == {"add", "mul"}
-
-
-def test_config_refuses_bad_counts_and_overlapping_retention():
-    from paced_theory.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="data.add_counts"):
-        load_config(None, ["data.add_digits=[1,2]", "data.add_counts=[5]"])
-    with pytest.raises(ConfigError, match="retention_add_digits"):
-        load_config(None, ["data.add_digits=[1,2]", "data.retention_add_digits=[2]"])
-    with pytest.raises(ConfigError, match="settled_K"):
-        load_config(None, ["rollouts.K=4", "rollouts.settled_K=4"])
-
-
 def test_refresh_due_spacing_share_cap_and_budget():
-    from paced_train.ledger import Ledger
-    from paced_train.trainer import State, refresh_due
-
     cfg = load_config(None, ["rollouts.refresh_every=10", "rollouts.max_share=0.2"])
     st = State(step=0, table=PassRateTable(["a"]), ledger=Ledger(100, 100))
     assert refresh_due(cfg, st)                        # the first refresh: before step 1
@@ -138,31 +88,42 @@ def test_refresh_due_spacing_share_cap_and_budget():
     assert not refresh_due(capped, st)                 # the budget cannot pay for it
 
 
-def test_eval_due_in_steps_or_in_compute():
-    from paced_train.trainer import eval_due
+def test_generate_and_verify_orders_rollouts_and_counts_each_prompt_once():
+    """k completions per problem, problem by problem; the token count charges each distinct
+    prompt once per generation chunk (the K rollouts share the prefill) plus every generated
+    token; the model's train/eval mode is restored."""
+    tok = default_tokenizer()
+    probs = arithmetic_suite(0, 2, (1,), (1,))  # add1 x2 (solved), mul1 x2 (not)
+    model = ScriptedModel(tok, probs)
+    model.train()
+    ok, comps, tokens = generate_and_verify(model, tok, probs, 8, k=3)
+    assert model.training
+    assert ok.tolist() == [p.skill == "add" for p in probs for _ in range(3)]
+    assert len(comps) == 3 * len(probs) and comps[0] == comps[1] == comps[2]
+    prompts = [tok.encode_prompt(p.prompt) for p in probs]
+    assert tokens == sum(map(len, prompts)) + sum(map(len, comps))
+    # in chunks of 2 prompts, a problem's 3 rollouts span two chunks: its prompt counts twice
+    model.calls.clear()
+    _, _, chunked = generate_and_verify(model, tok, probs, 8, k=3, batch=2)
+    assert [len(c) for c in model.calls] == [2] * 6
+    per_chunk = sum(sum(len(q) for q in {tuple(p) for p in c}) for c in model.calls)
+    assert chunked == per_chunk + sum(map(len, comps))
 
-    steps = load_config(None, ["eval.every=5", "budget.steps=100"])
-    assert [s for s in range(1, 21) if eval_due(steps, s, 0.0, 0.0)] == [5, 10, 15, 20]
-    frac = load_config(None, ["eval.every_frac=0.25", "budget.flops=1000",
-                              "budget.steps=10000"])
-    assert eval_due(frac, 7, 0.24, 260.0) and not eval_due(frac, 8, 0.26, 300.0)
-    assert eval_due(frac, 9, 0.45, 760.0)  # crossed 0.5 and 0.75 in one step: one eval
 
-
-def test_kept_sampler_draws_only_positive_weights_and_falls_back():
-    from types import SimpleNamespace
-
-    from paced_train.trainer import State, candidates, sampling_pool
-
-    t = table_with([0, 4, 8, 2, 0, 5], 8)
-    run = SimpleNamespace(cfg=load_config(None, ["optim.sampler=kept"]), train_set=list(range(6)))
-    st = State(step=0, table=t, ledger=None)
-    pool = sampling_pool(run, st)
-    assert pool.tolist() == [1, 3, 5]
-    batch = pool[candidates(len(pool), 2, 0, 1)]
-    assert set(batch.tolist()) <= {1, 3, 5}
-    run.cfg = load_config(None, [])                       # sampler = pool: everything
-    assert sampling_pool(run, st).tolist() == list(range(6))
-    run.cfg = load_config(None, ["optim.sampler=kept"])
-    st.table = table_with([0, 8, 0, 8, 0, 8], 8)         # nothing kept: the whole pool
-    assert sampling_pool(run, st).tolist() == list(range(6))
+def test_on_policy_samples_are_rollouts_recorded_in_the_table():
+    """One sample per problem, verified into the table at this step, charged as rollout
+    tokens; an empty sample is scored as a lone eos."""
+    tok = default_tokenizer()
+    probs = arithmetic_suite(0, 2, (1,), (1,))  # add1 x2 (solved), mul1 x2 (not)
+    model = ScriptedModel(tok, probs)
+    run = Run(load_config(None, []), torch.device("cpu"), model, model, tok, None, probs, [], [])
+    st = State(step=3, table=PassRateTable([p.id for p in probs]), ledger=Ledger(10, 10))
+    comps = on_policy_samples(run, st, probs[1:])
+    assert len(comps) == 3 and len(model.calls) == 1 and len(model.calls[0]) == 3
+    assert st.table.n.tolist() == [0, 1, 1, 1] and st.table.c.tolist() == [0, 1, 0, 0]
+    assert st.table.step.tolist()[1:] == [3, 3, 3]
+    assert st.ledger.rollout_tokens == sum(len(tok.encode_prompt(p.prompt)) for p in probs[1:]) \
+        + sum(map(len, comps))
+    model.generate = lambda prompts, *a, **k: [[] for _ in prompts]
+    assert on_policy_samples(run, st, probs[:1]) == [[tok.eos_id]]
+    assert on_policy_samples(run, st, []) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import paced_train.evaluate as evaluate_mod
+import paced_train.rollouts as rollouts_mod
 import paced_train.trainer as trainer
 from paced_train import rundir
 from paced_train.checkpoint import read_checkpoint
@@ -29,7 +29,7 @@ VOLATILE = {"wall_s", "timers_s", "rollout_share", "rollout_share_of_wall"}
 def mixed_verifier(monkeypatch):
     """Accept a completion iff its first character's code is divisible by 3: a random
     student's pass rates then spread over 0..1, so PACED keeps some problems."""
-    monkeypatch.setattr(evaluate_mod, "verify",
+    monkeypatch.setattr(rollouts_mod, "verify",
                         lambda p, text: bool(text) and ord(text[0]) % 3 == 0)
 
 

@@ -11,15 +11,10 @@ import torch
 from paced_theory.errors import ConfigError
 from paced_train.batching import completion_index, pack
 from paced_train.config import RunConfig
+from paced_train.distill import load_models, student_logits, teacher_logits, teacher_view
+from paced_train.state import Run
 from paced_train.tasks import arithmetic_suite, privileged_prompt
-from paced_train.trainer import (
-    Run,
-    load_models,
-    student_logits,
-    teacher_logits,
-    teacher_view,
-    train,
-)
+from paced_train.trainer import train
 
 
 def test_privileged_prompt_fills_the_answer_as_the_student_writes_it():

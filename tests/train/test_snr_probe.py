@@ -35,7 +35,7 @@ def test_sketch_preserves_snr_of_exact_gradients(tiny_models):
     D = sum(p.numel() for p in params)
 
     from paced_train.config import RunConfig
-    from paced_train.trainer import Run
+    from paced_train.state import Run
 
     run = Run(RunConfig(), torch.device("cpu"), student, teacher, tok, None, [], [], [])
     exact = per_problem_gradients(run, probs, comps, params, None, "forward")

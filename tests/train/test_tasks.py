@@ -17,11 +17,14 @@ from paced_train.tasks import (
     SKILLS,
     Problem,
     arithmetic_suite,
+    build_problems,
+    cell_counts,
     cell_size,
     extract_answer,
     load_jsonl,
     make_problem,
     make_problems,
+    retention_cells,
     retention_suite,
     split,
     target_text,
@@ -194,3 +197,32 @@ def test_jsonl_missing_or_empty_file(tmp_path):
     (tmp_path / "e.jsonl").write_text("\n\n")
     with pytest.raises(InputError, match="e.jsonl: no problems"):
         load_jsonl(tmp_path / "e.jsonl")
+
+
+def test_cells_are_capped_and_retention_cells_are_distinct():
+    counts = cell_counts("add", (1, 3), (600, 600), 48, 20)
+    assert counts[("add", 1)] == cell_size("add", 1) == 100  # 80 train + 20 held out
+    assert counts[("add", 3)] == 620
+    assert cell_counts("mul", (2,), (), 48, 10) == {("mul", 2): 58}
+    with pytest.raises(InputError, match="mul1"):
+        cell_counts("mul", (1,), (), 10, 80)
+    ret = retention_cells(0, 30, (1,), (1,))
+    assert len(ret) == 60 and len({p.id for p in ret}) == 60
+    assert {p.skill for p in ret} == {"add", "mul"}
+
+
+def test_jsonl_problems_and_retention_set(tiny_cfg, tmp_path):
+    probs = tmp_path / "p.jsonl"
+    probs.write_text("\n".join(json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)})
+                               for i in range(20)))
+    keep = tmp_path / "r.jsonl"
+    keep.write_text('{"prompt": "say hi", "answer": "hi"}\n{"question": "2*2", '
+                    '"answer": "work #### 4"}\n')
+    train, held, ret = build_problems(tiny_cfg(f'data.jsonl="{probs}"',
+                                               f'data.retention_jsonl="{keep}"'))
+    assert len(train) + len(held) == 20 and [r.answer for r in ret] == ["hi", "4"]
+    _, _, builtin = build_problems(tiny_cfg(f'data.jsonl="{probs}"'))
+    assert all(p.prompt.startswith("cmp ") for p in builtin)
+    keep.write_text('{"prompt": "x", "answer": "y"}\nnot json\n')
+    with pytest.raises(InputError, match=r"r\.jsonl:2"):
+        build_problems(tiny_cfg(f'data.retention_jsonl="{keep}"'))

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import paced_train.distributed as distributed
-import paced_train.evaluate as evaluate_mod
+import paced_train.rollouts as rollouts_mod
 import paced_train.trainer as trainer
 from paced_theory.errors import ConfigError, PacedError
 from paced_train.checkpoint import load_checkpoint, read_checkpoint
-from paced_train.config import load_config
+from paced_train.config import METHOD_OVERRIDES, load_config
 from paced_train.model import GPT, load_model
+from paced_train.tasks import build_problems
 from paced_train.trainer import train
 
 VOLATILE = {"wall_s", "timers_s", "rollout_share", "rollout_share_of_wall"}
@@ -32,7 +32,7 @@ EVAL_KEYS = {"kind", "step", "flops", "acc", "acc_by_difficulty", "mean_at_k", "
 
 @pytest.fixture
 def mixed_verifier(monkeypatch):
-    monkeypatch.setattr(evaluate_mod, "verify",
+    monkeypatch.setattr(rollouts_mod, "verify",
                         lambda p, text: bool(text) and ord(text[0]) % 3 == 0)
 
 
@@ -84,7 +84,7 @@ def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_pa
 @pytest.mark.parametrize("method", ["paced", "two-stage"])
 def test_resume_reaches_the_same_final_metrics_and_weights(tiny_cfg, tmp_path, monkeypatch,
                                                            mixed_verifier, method):
-    cfg = tiny_cfg(*trainer.METHOD_OVERRIDES[method])
+    cfg = tiny_cfg(*METHOD_OVERRIDES[method])
     full = train(cfg, tmp_path / "full")
     real = trainer.candidates
 
@@ -147,7 +147,7 @@ def test_zero_weight_problems_never_reach_a_forward_pass(tiny_cfg, tmp_path, mon
     refs = ckpt(tmp_path / "r")["extra"]["references"]
     assert set(refs) == {i for b in kept for i in b}
     # teacher tokens = the training batches (the student's too) + generating each reference
-    prompts = {p.id: len(tok.encode_prompt(p.prompt)) for p in trainer.build_problems(cfg)[0]}
+    prompts = {p.id: len(tok.encode_prompt(p.prompt)) for p in build_problems(cfg)[0]}
     assert s["student_fwd_tokens"] == s["student_bwd_tokens"] > 0
     assert s["teacher_tokens"] == s["student_fwd_tokens"] + sum(prompts[i] + len(r)
                                                                 for i, r in refs.items())
@@ -224,7 +224,7 @@ def test_two_stage_switches_at_the_configured_compute(tiny_cfg, tmp_path):
 
 
 def test_reverse_kl_samples_count_as_rollouts(tiny_cfg, tmp_path):
-    s = train(tiny_cfg(*trainer.METHOD_OVERRIDES["uniform-reverse"]), tmp_path / "r")
+    s = train(tiny_cfg(*METHOD_OVERRIDES["uniform-reverse"]), tmp_path / "r")
     assert s["rollout_tokens"] > 0 and s["teacher_tokens"] > 0
     table = ckpt(tmp_path / "r")["extra"]["table"]
     assert sum(table["n"]) == 8 * 8  # one sample per kept problem per step, no refreshes
@@ -275,33 +275,6 @@ def test_progress_bar_and_device_resolution(tiny_cfg, tmp_path, capsys):
         assert distributed.resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="cuda"):
             distributed.resolve_device("cuda")
-
-
-def test_data_order_covers_every_problem_once_per_epoch():
-    order = np.concatenate([trainer.candidates(10, 4, 0, s) for s in range(1, 6)])
-    assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
-    assert not np.array_equal(order[:10], order[10:20])  # a new permutation each epoch
-    assert np.array_equal(trainer.candidates(10, 4, 0, 3), trainer.candidates(10, 4, 0, 3))
-
-
-def test_jsonl_problems_and_retention_set(tiny_cfg, tmp_path):
-    from paced_theory.errors import InputError
-    from paced_train.trainer import build_problems
-
-    probs = tmp_path / "p.jsonl"
-    probs.write_text("\n".join(json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)})
-                               for i in range(20)))
-    keep = tmp_path / "r.jsonl"
-    keep.write_text('{"prompt": "say hi", "answer": "hi"}\n{"question": "2*2", '
-                    '"answer": "work #### 4"}\n')
-    train, held, ret = build_problems(tiny_cfg(f'data.jsonl="{probs}"',
-                                               f'data.retention_jsonl="{keep}"'))
-    assert len(train) + len(held) == 20 and [r.answer for r in ret] == ["hi", "4"]
-    _, _, builtin = build_problems(tiny_cfg(f'data.jsonl="{probs}"'))
-    assert all(p.prompt.startswith("cmp ") for p in builtin)
-    keep.write_text('{"prompt": "x", "answer": "y"}\nnot json\n')
-    with pytest.raises(InputError, match=r"r\.jsonl:2"):
-        build_problems(tiny_cfg(f'data.retention_jsonl="{keep}"'))
 
 
 def test_a_refresh_the_budget_cannot_pay_for_is_skipped(tiny_cfg, tmp_path):
