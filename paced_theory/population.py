@@ -104,6 +104,7 @@ import numpy as np
 from paced_theory.errors import InputError
 from paced_theory.kernels import ESTIMATORS, estimate_weight, hard_band
 from paced_theory.models import m1
+from paced_theory.stats import mean_sd
 
 NORMALISE = ("sum", "mean")
 MAX_ELEMENTS = 50_000_000  # largest array the simulator allocates (400 MB of float64)
@@ -511,16 +512,12 @@ def compare(cfg: PopulationConfig, methods, seeds: int = 3, progress: bool = Tru
         runs = [run(method, s, i * int(seeds) + s + 1) for s in range(int(seeds))]
         hit = [r["to_target"] for r in runs if r["to_target"] is not None]
 
-        def ms(xs):
-            xs = np.asarray(xs, float)
-            return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
-
         row = {"method": method, "seeds": len(runs), "reached": len(hit)}
         for key in ("steps", "updates", "compute"):
-            row[f"{key}_to_target"] = ms([h[key] for h in hit]) if hit else None
-        row["final_accuracy"] = ms([r["final_accuracy"] for r in runs])
-        row["forgetting"] = ms([r["forgetting"] for r in runs])
-        row["updates"] = ms([r["updates"] for r in runs])
+            row[f"{key}_to_target"] = mean_sd([h[key] for h in hit]) if hit else None
+        row["final_accuracy"] = mean_sd([r["final_accuracy"] for r in runs])
+        row["forgetting"] = mean_sd([r["forgetting"] for r in runs])
+        row["updates"] = mean_sd([r["updates"] for r in runs])
         rows.append(row)
     return rows
 

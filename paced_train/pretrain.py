@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from paced_theory.errors import InputError
 from paced_train.batching import pack
+from paced_train.distributed import autocast
 from paced_train.model import GPT, GPTConfig, load_model, save_model, shipped_path
 from paced_train.tasks import make_problem, make_problems, retention_suite, target_text, verify
 from paced_train.tokenizer import default_tokenizer
@@ -142,7 +143,7 @@ def train_recipe(recipe: Recipe, seed: int = 0, steps: int | None = None, progre
         x, y, mask = pack([tok.encode_prompt(p.prompt) for p in batch],
                           [tok.encode(target_text(p)) + [tok.eos_id] for p in batch], tok.pad_id,
                           device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device):
             logits = model(x)
         ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         loss = (ce * mask.flatten()).sum() / mask.sum()

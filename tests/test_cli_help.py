@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 import pytest
@@ -48,3 +49,25 @@ def test_the_simulate_values_listed_are_the_accepted_ones():
         parse_method(m.replace("A,B,EPS", "1,1,0.1").replace("A,B", "2,2"))
     with pytest.raises(InputError, match="unknown method"):
         parse_method("median")
+
+
+def _choices(parser, path: tuple[str, ...], flag: str) -> set:
+    """The argparse choices of `flag` in the (sub)command `path`."""
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return set(next(a for a in parser._actions if flag in a.option_strings).choices)
+
+
+def test_cli_choices_are_the_sources_values():
+    """The CLI spells some choice lists out so that `paced theory ...` never imports torch;
+    this keeps them equal to the constants they mirror."""
+    from paced_theory.efficiency import CRITERIA
+    from paced_train.cli import build_parser
+    from paced_train.config import CHOICES
+
+    parser = build_parser()
+    devices = set(CHOICES[("run", "device")])
+    assert _choices(parser, ("train",), "--device") == devices
+    assert _choices(parser, ("pretrain",), "--device") == devices
+    assert _choices(parser, ("theory", "snr"), "--criterion") == set(CRITERIA)
