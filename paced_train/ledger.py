@@ -152,7 +152,10 @@ def eval_curve(run: Path | str, axis: str = "flops") -> tuple[np.ndarray, np.nda
 
 
 def strict_json(x):
-    """x with NaN and infinities replaced by None, recursively (JSON has neither)."""
+    """x with NaN and infinities replaced by None, recursively (JSON has neither); numpy
+    scalars and arrays become Python numbers and lists."""
+    if isinstance(x, np.generic | np.ndarray):
+        x = x.tolist()
     if isinstance(x, dict):
         return {k: strict_json(v) for k, v in x.items()}
     if isinstance(x, list | tuple):

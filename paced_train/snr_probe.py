@@ -34,6 +34,7 @@ from paced_train import losses
 from paced_train.config import RunConfig
 from paced_train.distill import load_models, student_logits, teacher_logits, teacher_view
 from paced_train.distributed import resolve_device
+from paced_train.ledger import strict_json
 from paced_train.rollouts import generate_and_verify
 from paced_train.state import Run
 from paced_train.tasks import build_problems
@@ -164,7 +165,8 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     result["fit"] = fit_and_plot(out_dir, bins, pc.loss)
     result["wall_s"] = round(time.time() - t0, 1)
     done(5, f"{len(bins)} bins")
-    (out_dir / "probe.json").write_text(json.dumps(result, indent=2, default=float))
+    (out_dir / "probe.json").write_text(json.dumps(strict_json(result), indent=2,
+                                                     allow_nan=False))
     return result
 
 
@@ -199,13 +201,38 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def probe_curve(bins: list[dict]):
+    """(usable bins, SNRCurve or None, fit weights) of the measured bins: the curve both the
+    probe's fits and `paced fit snr.csv` see. Bins with a finite SNR, the end points
+    included (problems at p_hat = 0 or 1 are part of the population a weighting pays for,
+    and their near-zero SNR is what pushes alpha, beta above 0); mu by count; log-space fit
+    weights snr^2 / se^2 (delta method) when every bin has a usable bootstrap se, else by
+    count ("count": the curve then carries no se)."""
+    from paced_theory.fit import SNRCurve
+
+    usable = [b for b in bins if np.isfinite(b["snr"])]
+    if not usable:
+        return usable, None, None
+    snr = np.array([max(b["snr"], 0.0) for b in usable])
+    se = np.array([b["se"] for b in usable], dtype=float)
+    se_ok = bool(np.all(np.isfinite(se)) and not np.any((se == 0) & (snr > 0)))
+    curve = SNRCurve(np.array([b["p"] for b in usable]), snr,
+                     np.array([b["n"] for b in usable], dtype=float), se if se_ok else None)
+    return usable, curve, "snr^2/se^2" if se_ok else "count"
+
+
 def write_csv(path: Path, bins: list[dict]) -> None:
+    """snr.csv: probe_curve's bins (p, snr, count, and se when every bin has one: what
+    `paced fit` reads), then the interval and the unbiased signal and noise (context)."""
+    usable, curve, _ = probe_curve(bins)
+    has_se = curve is not None and curve.se is not None
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["p", "snr", "count", "se", "lo", "hi", "signal", "noise"])
-        for b in bins:
-            w.writerow([f"{b['p']:.6g}", f"{max(b['snr'], 0.0):.6g}", b["n"],
-                        f"{b['se']:.6g}" if np.isfinite(b["se"]) else "",
+        w.writerow(["p", "snr", "count", *(["se"] if has_se else []), "lo", "hi", "signal",
+                    "noise"])
+        for b, snr in zip(usable, curve.snr if curve is not None else []):
+            w.writerow([f"{b['p']:.6g}", f"{snr:.6g}", b["n"],
+                        *([f"{b['se']:.6g}"] if has_se else []),
                         f"{b['lo']:.6g}", f"{b['hi']:.6g}", f"{b['signal']:.6g}",
                         f"{b['noise']:.6g}"])
 
@@ -223,24 +250,14 @@ def predicted_kernel(loss: str) -> tuple[str, float, float]:
 def fit_and_plot(out_dir: Path, bins: list[dict], loss: str) -> dict:
     """Fit kernel families to the measured bins, score the theory's kernel on them (its
     achieved efficiency), draw snr.png; returns what probe.json stores under "fit"."""
-    from paced_theory.fit import SNRCurve, achieved_efficiency, fit_families
+    from paced_theory.fit import achieved_efficiency, fit_families
     from paced_theory.kernels import beta_kernel
 
-    # all bins, the end points included: problems at p_hat = 0 or 1 are part of the population
-    # a weighting pays for, and their (near-zero) SNR is what pushes alpha, beta above 0
-    usable = [b for b in bins if np.isfinite(b["snr"])]
+    usable, curve, weights = probe_curve(bins)  # the curve `paced fit snr.csv` reads
     name, a_pred, b_pred = predicted_kernel(loss)
     fit = {"predicted": {"model": name, "alpha": a_pred, "beta": b_pred}}
-    curve = None
-    if usable:
-        # the same curve `paced fit snr.csv` reads: mu by count; log-space fit weights
-        # snr^2 / se^2 (delta method) when every bin has a usable bootstrap se, else by count
-        snr = np.array([max(b["snr"], 0.0) for b in usable])
-        se = np.array([b["se"] for b in usable], dtype=float)
-        se_ok = bool(np.all(np.isfinite(se)) and not np.any((se == 0) & (snr > 0)))
-        curve = SNRCurve(np.array([b["p"] for b in usable]), snr,
-                         np.array([b["n"] for b in usable], dtype=float), se if se_ok else None)
-        fit["fit_weights"] = "snr^2/se^2" if se_ok else "count"
+    if curve is not None:
+        fit["fit_weights"] = weights
     if curve is not None and curve.snr.any():
         fit["predicted"]["efficiency"] = achieved_efficiency(
             beta_kernel(curve.p, a_pred, b_pred), curve)

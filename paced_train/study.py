@@ -35,6 +35,7 @@ from paced_theory.errors import ConfigError
 from paced_theory.stats import bootstrap_ci, paired
 from paced_train.compare import Group, run_groups, seed_metrics
 from paced_train.config import RunConfig, apply_overrides
+from paced_train.ledger import strict_json
 
 # Cell mixes of add2 (solved at the start), add3 (~45 % of its problems at p_hat = 0),
 # mul2 (mostly frontier), add4 and mul3 (hopeless); training problems per cell.
@@ -196,7 +197,8 @@ def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int 
     summary = study_report(rows, out, kernel_pool=spec.kernel_pool)
     summary.update(size=size, seeds=n_seeds, jobs=jobs, wall_s=round(time.time() - t0, 1),
                    runs=len(rows))
-    (out / "study.json").write_text(json.dumps(summary, indent=2))
+    (out / "study.json").write_text(json.dumps(strict_json(summary), indent=2,
+                                                allow_nan=False))
     return summary
 
 

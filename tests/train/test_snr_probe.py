@@ -59,6 +59,10 @@ def test_probe_command_end_to_end(tiny_models, tmp_path, capsys):
         assert (tmp_path / "p" / name).exists()
     header = (tmp_path / "p" / "snr.csv").read_text().splitlines()[0]
     assert header.startswith("p,snr,count,se")
+    import json
+
+    json.loads((tmp_path / "p" / "probe.json").read_text(),  # strict: no NaN / Infinity
+               parse_constant=lambda c: pytest.fail(f"probe.json holds {c}"))
     cap = capsys.readouterr()
     assert "theory (" in cap.out and "p_hat problems" in cap.out  # labelled table
     assert "kernel fits (eta" in cap.out or "no kernel fit" in cap.out
@@ -115,3 +119,53 @@ def test_printed_summary_is_rounded_and_labelled():
     assert "beta_ls    eta 0.643   alpha=2.19  beta=0.657" in text
     assert "search cap" in text and "theory (m2): p^2 (1-p)^2, eta 0.243" in text
     assert not re.search(r"\d\.\d{7,}", text) and "{" not in text  # no raw floats or dicts
+
+
+@pytest.mark.parametrize("drop_se", [False, True])
+def test_csv_is_what_the_probe_fits_even_without_a_bootstrap_se(tmp_path, drop_se):
+    """snr.csv holds the probe's curve: a bin without a finite SNR is left out, and when a
+    bin has no bootstrap se (fewer than 2 finite replicates) the se column is left out and
+    both sides weight by count; `paced fit` reads the file and finds the probe's fits."""
+    from paced_theory.fit import fit_family, read_snr_csv
+    from paced_train.snr_probe import fit_and_plot, write_csv
+
+    nan = float("nan")
+    bins = [{"p": k / 8, "n": 10 + k, "snr": (k / 8 * (1 - k / 8)) ** 2 + 1e-3 * k,
+             "se": 0.01 + 0.001 * k, "lo": 0.0, "hi": 1.0, "signal": 1.0, "noise": 2.0}
+            for k in range(9)]
+    bins.append({"p": 0.3, "n": 1, "snr": nan, "se": nan, "lo": nan, "hi": nan,
+                 "signal": nan, "noise": nan})
+    if drop_se:
+        bins[3]["se"] = nan
+    write_csv(tmp_path / "snr.csv", bins)
+    curve = read_snr_csv(tmp_path / "snr.csv")
+    assert curve.p.tolist() == [k / 8 for k in range(9)]  # the NaN bin is not in the file
+    assert (curve.se is None) == drop_se
+    fit = fit_and_plot(tmp_path, bins, "forward")
+    assert fit["fit_weights"] == ("count" if drop_se else "snr^2/se^2")
+    for family in ("beta_ls", "beta_linf"):
+        cli = fit_family(curve, family)
+        for k, v in cli.params.items():
+            assert fit[family]["params"][k] == pytest.approx(v, rel=1e-3, abs=1e-4), family
+
+
+def test_probe_without_bootstrap_writes_strict_json_and_a_csv_without_se(tiny_models,
+                                                                         tmp_path):
+    """probe.n_boot = 0: no interval, no se (NaN inside). probe.json still parses as strict
+    JSON (NaN -> null) and snr.csv leaves the se column out instead of writing blanks that
+    `paced fit` refuses."""
+    import json
+
+    from paced_theory.fit import read_snr_csv
+    from paced_train.cli import main
+
+    out = tmp_path / "p"
+    assert main(["snr-probe", "configs/tiny.toml", "--out", str(out),
+                 f'models.student="{tiny_models["student"]}"',
+                 f'models.teacher="{tiny_models["teacher"]}"', "probe.n_problems=12",
+                 "probe.sketch_dim=64", "probe.n_boot=0", "probe.min_per_bin=2"]) == 0
+    probe = json.loads((out / "probe.json").read_text(),
+                       parse_constant=lambda c: pytest.fail(f"probe.json holds {c}"))
+    assert probe["bins"] and all(b["lo"] is None and b["se"] is None for b in probe["bins"])
+    assert (out / "snr.csv").read_text().startswith("p,snr,count,lo,hi")
+    assert read_snr_csv(out / "snr.csv").se is None
