@@ -4,6 +4,7 @@ are registered here and import torch lazily, so `paced theory ...` starts fast."
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from paced_theory import cli as theory_cli
@@ -23,6 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `paced ... | head`: the reader left; stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit cannot raise again
+        return 128 + 13  # killed by SIGPIPE, as the shell reports it
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     # `section.key=value` overrides may come before or after options
     args, extra = parser.parse_known_args(argv)

@@ -190,3 +190,16 @@ def test_zero_seeds_or_jobs_is_an_error_not_the_default(capsys, tmp_path, argv):
     flag = next(a for a in argv if a in ("--seeds", "--jobs"))
     fails_in_one_line(capsys, [*argv, "--out", tmp_path / "d"], flag)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`paced theory snr | head -1`: when stdout's reader closes the pipe, paced stops
+    quietly (exit 141, as a process killed by SIGPIPE), with nothing on stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "paced_train.cli", "theory", "snr"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # the reader is gone before paced writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err[-2000:]
