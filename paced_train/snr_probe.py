@@ -284,32 +284,48 @@ def _plot(path: Path, bins: list[dict], fit: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paced_theory.kernels import beta_kernel
-
-    p = np.array([b["p"] for b in bins])
-    s = np.array([max(b["snr"], 0.0) for b in bins])
-    lo = np.array([max(b["lo"], 0.0) for b in bins])
-    hi = np.array([b["hi"] for b in bins])
     fig, ax = plt.subplots(figsize=(5.2, 3.5))
-    ax.errorbar(p, s, yerr=[np.maximum(s - lo, 0), np.maximum(hi - s, 0)], fmt="o", color="k",
-                capsize=3, label="measured (95 % bootstrap)")
-    grid = np.linspace(0.005, 0.995, 300)
-    peak = s.max() if s.size and s.max() > 0 else 1.0
-    styles = [("beta_eff", "#CC79A7", "-"), ("beta_linf", "#0072B2", "-."),
-              ("beta_ls", "#009E73", "--")]
-    for key, color, ls in styles:
-        if key in fit:
-            a, b = fit[key]["params"]["alpha"], fit[key]["params"]["beta"]
-            w = beta_kernel(grid, a, b)
-            ax.plot(grid, w / w.max() * peak, color=color, ls=ls,
-                    label=f"{key}: alpha={a:.2f}, beta={b:.2f}")
-    pr = fit["predicted"]
-    w = beta_kernel(grid, pr["alpha"], pr["beta"])
-    ax.plot(grid, w / w.max() * peak, color="#D55E00", ls=":",
-            label=f"theory ({pr['model']}): p^{pr['alpha']:g}(1-p)^{pr['beta']:g}")
+    draw_snr(ax, bins, fit)
     ax.set(xlabel="pass rate p_hat (K rollouts)", ylabel="gradient SNR ||E g||^2 / tr Cov g",
            title="Cross-problem gradient SNR by pass rate")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+FIT_STYLES = (("beta_eff", "#CC79A7", "-"), ("beta_linf", "#0072B2", "-."),
+              ("beta_ls", "#009E73", "--"))
+
+
+def draw_snr(ax, bins: list[dict], fit: dict, families=FIT_STYLES) -> None:
+    """The measured bins with their bootstrap intervals (none drawn where the bounds are
+    missing: NaN, or null in a probe.json), the fitted Beta kernels of `families` ((key,
+    color, line style)) and the theory's kernel, each scaled to the largest measured SNR.
+    Used by snr.png and figure 5."""
+    from paced_theory.kernels import beta_kernel
+
+    def col(key):
+        return np.array([np.nan if b[key] is None else b[key] for b in bins], dtype=float)
+
+    p, s = col("p"), np.maximum(col("snr"), 0.0)
+    lo, hi = np.maximum(col("lo"), 0.0), col("hi")
+    yerr = [np.nan_to_num(np.maximum(s - lo, 0)), np.nan_to_num(np.maximum(hi - s, 0))]
+    ax.errorbar(p, s, yerr=yerr, fmt="o", ms=3, color="k", capsize=2,
+                label="measured, 95 % bootstrap")
+    grid = np.linspace(0.0, 1.0, 401)
+    finite = s[np.isfinite(s)]
+    peak = finite.max() if finite.size and finite.max() > 0 else 1.0
+    for key, color, ls in families:
+        if key in fit:
+            al, be = fit[key]["params"]["alpha"], fit[key]["params"]["beta"]
+            w = beta_kernel(grid, al, be)
+            ax.plot(grid, w / w.max() * peak, color=color, ls=ls,
+                    label=f"{key} ({al:.2f}, {be:.2f}), eta {fit[key]['efficiency']:.2f}")
+    pr = fit["predicted"]
+    w = beta_kernel(grid, pr["alpha"], pr["beta"])
+    eff = pr.get("efficiency")
+    ax.plot(grid, w / w.max() * peak, ls=":", color="#D55E00",
+            label=f"theory {pr['model']} ({pr['alpha']:g}, {pr['beta']:g})"
+            + (f", eta {eff:.2f}" if eff is not None else ""))
+

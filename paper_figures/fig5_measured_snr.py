@@ -15,35 +15,16 @@ import json
 
 import numpy as np
 
-from paced_theory.kernels import beta_kernel
+from paced_train.snr_probe import FIT_STYLES, draw_snr
 from paper_figures.runs import args, probe_dirs
 from paper_figures.style import COLUMN_WIDTH, figure, save
 
-FITS = (("beta_eff", "#CC79A7", "-"), ("beta_linf", "#0072B2", "-."))
+FITS = FIT_STYLES[:2]  # beta_eff and beta_linf (snr.png also draws beta_ls)
 
 
 def panel(ax, res: dict, label: str) -> list[dict]:
     bins, fit, cfg = res["bins"], res["fit"], res["config"]
-    p = np.array([b["p"] for b in bins])
-    s = np.array([max(b["snr"], 0.0) for b in bins])
-    lo = np.array([max(b["lo"], 0.0) for b in bins])
-    hi = np.array([b["hi"] for b in bins])
-    ax.errorbar(p, s, yerr=[np.maximum(s - lo, 0), np.maximum(hi - s, 0)], fmt="o", ms=3,
-                color="k", capsize=2, label="measured, 95 % bootstrap")
-    grid = np.linspace(0.0, 1.0, 401)
-    peak = s.max() if s.size and s.max() > 0 else 1.0
-    for key, color, ls in FITS:
-        if key in fit:
-            al, be = fit[key]["params"]["alpha"], fit[key]["params"]["beta"]
-            w = beta_kernel(grid, al, be)
-            ax.plot(grid, w / w.max() * peak, color=color, ls=ls,
-                    label=f"{key} ({al:.1f}, {be:.1f}), eta {fit[key]['efficiency']:.2f}")
-    pr = fit["predicted"]
-    w = beta_kernel(grid, pr["alpha"], pr["beta"])
-    eff = pr.get("efficiency")
-    ax.plot(grid, w / w.max() * peak, ls=":", color="#D55E00",
-            label=f"theory {pr['model']} ({pr['alpha']:g}, {pr['beta']:g})"
-            + (f", eta {eff:.2f}" if eff is not None else ""))
+    draw_snr(ax, bins, fit, FITS)
     teacher = "self + answer" if cfg.get("privileged") == "answer" else "teacher"
     ax.set(xlabel=f"pass rate p_hat (K = {cfg['K']})", ylabel="SNR ||E g||^2 / tr Cov g",
            title=f"{label}: {cfg['loss']} KL ({teacher})")

@@ -169,3 +169,15 @@ def test_probe_without_bootstrap_writes_strict_json_and_a_csv_without_se(tiny_mo
     assert probe["bins"] and all(b["lo"] is None and b["se"] is None for b in probe["bins"])
     assert (out / "snr.csv").read_text().startswith("p,snr,count,lo,hi")
     assert read_snr_csv(out / "snr.csv").se is None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paced_train.snr_probe import draw_snr
+
+    fig, ax = plt.subplots()  # figure 5 draws a probe.json whose bounds are null
+    draw_snr(ax, probe["bins"], probe["fit"])
+    labels = ax.get_legend_handles_labels()[1]
+    assert ax.lines and any(lb.startswith("measured") for lb in labels)
+    plt.close(fig)
