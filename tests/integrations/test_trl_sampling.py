@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import TrainerCallback
-from trl_helpers import CountingReward, args, load, problems
+from trl_helpers import CountingReward, args, load, problems, sampled_batches
 
 from paced_theory.errors import PacedError
 from paced_train.passrates import PassRateTable
@@ -99,27 +99,6 @@ def test_zero_weight_prompts_reach_no_generation_and_no_forward(pair_dir, tmp_pa
         assert len(generated) == 12 and set(generated) <= kept
 
 
-def _batches(tr) -> list[list[str]]:
-    """The problem ids of each generation batch (a spy on the sampler's draws)."""
-    out: list[list[str]] = []
-    real = tr._get_train_sampler
-
-    def sampler(*a, **kw):
-        s = real(*a, **kw)
-        draw = s.next_batch
-
-        def spy():
-            batch = draw()
-            out.append([s.state.ids[i] for i in batch])
-            return batch
-
-        s.next_batch = spy
-        return s
-
-    tr._get_train_sampler = sampler
-    return out
-
-
 def test_a_refresh_changes_the_sampled_prompts_mid_epoch(pair_dir, tmp_path):
     from paced_train.integrations.trl import PassRateRefresh
 
@@ -133,7 +112,7 @@ def test_a_refresh_changes_the_sampled_prompts_mid_epoch(pair_dir, tmp_path):
     reward = CountingReward(solved)
     tr = _distill(pair_dir, tmp_path, rows, per_device_train_batch_size=2, max_steps=6,
                   refresh=PassRateRefresh(reward, rollouts=4, every=2, prompts_per_call=8))
-    drawn = _batches(tr)
+    drawn = sampled_batches(tr)
     tr.train()
     even = {f"p{a}" for a in range(10, 26, 2)}
     # an epoch is 8 batches of 2: refreshes at steps 0, 2 and 4 are all mid-epoch
@@ -189,7 +168,7 @@ def test_accumulated_micro_batches_equal_the_full_batch(pair_dir, tmp_path, make
                   max_steps=2, optim="sgd", max_grad_norm=0.0)
         grads = Grads(tr.model)
         tr.add_callback(grads)
-        drawn = _batches(tr)
+        drawn = sampled_batches(tr)
         tr.train()
         runs.append((grads.steps, drawn))
     (full, batches), *rest = runs

@@ -97,3 +97,25 @@ def args(cls, out: str, **kw):
                 save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0,
                 activation_checkpointing=False)
     return cls(**{**base, **kw})
+
+
+def sampled_batches(tr) -> list[list[str]]:
+    """The problem ids of each generation batch the trainer draws, filled as it trains (a spy
+    on its sampler's draws)."""
+    out: list[list[str]] = []
+    real = tr._get_train_sampler
+
+    def sampler(*a, **kw):
+        s = real(*a, **kw)
+        draw = s.next_batch
+
+        def spy():
+            batch = draw()
+            out.append([s.state.ids[i] for i in batch])
+            return batch
+
+        s.next_batch = spy
+        return s
+
+    tr._get_train_sampler = sampler
+    return out

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trl_helpers import CountingReward, args, load, problems  # noqa: E402
+from trl_helpers import CountingReward, args, load, problems, sampled_batches  # noqa: E402
 
 
 def run(student_dir: str, teacher_dir: str, out: str, per_device: int) -> dict:
@@ -42,7 +42,7 @@ def run(student_dir: str, teacher_dir: str, out: str, per_device: int) -> dict:
         model=student, teacher_model=teacher, args=cfg, processing_class=tok,
         train_dataset=Dataset.from_list(problems(16)),
         refresh=PassRateRefresh(CountingReward(), rollouts=4, every=2, prompts_per_call=4))
-    rec: dict = {"batches": [], "grads": []}
+    rec: dict = {"batches": sampled_batches(tr), "grads": []}
 
     class Record(TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, **kw):
@@ -50,21 +50,6 @@ def run(student_dir: str, teacher_dir: str, out: str, per_device: int) -> dict:
                                            for p in tr.model.parameters()]))
 
     tr.add_callback(Record())
-    real = tr._get_train_sampler
-
-    def sampler(*a, **kw):
-        s = real(*a, **kw)
-        draw = s.next_batch
-
-        def spy():
-            batch = draw()
-            rec["batches"].append([s.state.ids[i] for i in batch])
-            return batch
-
-        s.next_batch = spy
-        return s
-
-    tr._get_train_sampler = sampler
     tr.train()
     rec["losses"] = [h["loss"] for h in tr.state.log_history if "loss" in h]
     rec["table"] = tr._paced.table.state()
