@@ -143,28 +143,3 @@ def test_a_checkpoint_of_another_model_is_a_checkpoint_error(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(CheckpointError, match="not a paced checkpoint"):
         read_checkpoint(tmp_path / "plain.safetensors")
-
-
-def test_trainer_state_round_trips_through_a_checkpoint(tmp_path):
-    """State.extra -> save_checkpoint -> resume_state gives back every field of State."""
-    from paced_train.config import RunConfig
-    from paced_train.ledger import Ledger
-    from paced_train.passrates import PassRateTable
-    from paced_train.state import Run, State, resume_state
-
-    net = torch.nn.Linear(2, 2)
-    opt = torch.optim.AdamW(net.parameters())
-    st = State(step=7, table=PassRateTable(["a", "b"]), ledger=Ledger(10, 20),
-               references={"a": [3, 4]}, reference_ok={"a": True}, retention_start=0.5,
-               last_eval={"acc": 0.25}, wall=12.5, refresh_flops=80.0, idle_refreshes=1,
-               last_refresh=5)
-    st.table.refresh(["a", "b"], [1, 4], 4, step=5)
-    st.ledger.rollout(4)
-    st.timers["rollout"] = 1.5
-    path = tmp_path / "last.safetensors"
-    save_checkpoint(path, model=net, optimizer=opt, step=st.step, rng_state={},
-                    extra=st.extra(RunConfig()))
-    run = Run(RunConfig(), torch.device("cpu"), net, net, None, opt, [], [], [])
-    back = State(step=0, table=PassRateTable(["a", "b"]), ledger=Ledger(10, 20))
-    resume_state(run, back, path)
-    assert back.extra(RunConfig()) == st.extra(RunConfig()) and back.step == 7

@@ -1,5 +1,6 @@
-"""Self-distillation with a privileged teacher: the frozen initial student, shown the
-reference answer, scores the student's own samples (reverse KL)."""
+"""The distillation view (paced_train/distill.py), tested through self-distillation with a
+privileged teacher: the frozen initial student, shown the reference answer, scores the
+student's own samples (reverse KL); completion logits line up behind different prompts."""
 
 from __future__ import annotations
 
