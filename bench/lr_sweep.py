@@ -21,11 +21,11 @@ import json
 import time
 from pathlib import Path
 
+from paced_theory.jsonable import strict_json
 from paced_theory.stats import paired
 from paced_train.compare import Group, run_groups, summarise
 from paced_train.config import METHOD_OVERRIDES, apply_overrides, load_config
 from paced_train.demo import demo_config_path
-from paced_train.ledger import strict_json
 from paced_train.report import ci, pm
 
 METHODS = ("uniform", "hard", "paced", "akl")

@@ -13,27 +13,14 @@ import math
 from pathlib import Path
 
 from paced_theory.errors import InputError
+from paced_theory.jsonable import strict_json
 
 
 def _emit(payload: dict, as_json: bool, text: str) -> None:
     if as_json:  # strict JSON: NaN and infinities are printed as null, never bare
-        print(json.dumps(_strict(payload), indent=2, allow_nan=False))
+        print(json.dumps(strict_json(payload), indent=2, allow_nan=False))
     else:
         print(text)
-
-
-def _strict(x):
-    """x as plain JSON values: numpy scalars and arrays as Python ones, non-finite floats
-    as None, recursively."""
-    if hasattr(x, "tolist"):
-        x = x.tolist()
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_strict(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -13,7 +13,7 @@ from paced_theory.errors import InputError
 
 def _dumps(payload) -> str:
     """Strict JSON for the terminal: NaN and infinities become null, never printed bare."""
-    from paced_train.ledger import strict_json
+    from paced_theory.jsonable import strict_json
 
     return json.dumps(strict_json(payload), indent=2, allow_nan=False)
 

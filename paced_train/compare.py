@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from paced_theory.errors import ConfigError
+from paced_theory.jsonable import strict_json
 from paced_theory.stats import curve_auc, mean_sd, paired
 from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, config_to_toml
-from paced_train.ledger import eval_curve, strict_json
+from paced_train.ledger import eval_curve
 from paced_train.report import comparison_markdown, plot_comparison
 from paced_train.trainer import train
 
@@ -261,7 +262,6 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int =
     result = summarise(runs, seeds)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.json").write_text(json.dumps(strict_json(result), indent=2))
-
     (out_dir / "comparison.md").write_text(comparison_markdown(result))
     plot_comparison(result, out_dir)
     return result

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from paced_theory.errors import ConfigError
-from paced_train.ledger import strict_json
+from paced_theory.jsonable import strict_json
 
 DEMO_METHODS = ["uniform", "hard", "akl", "paced", "two-stage"]
 DEMO_SEEDS = 5

@@ -20,13 +20,13 @@ uniform weighting: PACED's rollouts are charged in full).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from paced_theory.errors import InputError
+from paced_theory.jsonable import strict_json
 
 FIELDS = ("rollout_tokens", "teacher_tokens", "student_fwd_tokens", "student_bwd_tokens",
           "flops")
@@ -149,17 +149,3 @@ def eval_curve(run: Path | str, axis: str = "flops") -> tuple[np.ndarray, np.nda
     x = [r["flops"] - (r.get("rollout_flops") or 0.0) if axis == "train_flops" else r["flops"]
          for r in ev]
     return np.array(x, dtype=float), np.array([r["acc"] for r in ev], dtype=float)
-
-
-def strict_json(x):
-    """x with NaN and infinities replaced by None, recursively (JSON has neither); numpy
-    scalars and arrays become Python numbers and lists."""
-    if isinstance(x, np.generic | np.ndarray):
-        x = x.tolist()
-    if isinstance(x, dict):
-        return {k: strict_json(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [strict_json(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

@@ -72,7 +72,6 @@ def comparison_markdown(result: dict) -> str:
 def banded_curves(result: dict, axis: str = "flops", points: int = 60, n_boot: int = 2000):
     """{method: (x, mean, lo, hi)}: held-out accuracy against compute as a fraction of each
     seed's budget, on a common grid, with the mean over seeds and its 95 % bootstrap band."""
-
     budgets = result["budget_flops"]
     out = {}
     for m, r in result["methods"].items():

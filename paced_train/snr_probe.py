@@ -29,12 +29,12 @@ import torch
 from tqdm import tqdm
 
 from paced_theory.errors import ConfigError
+from paced_theory.jsonable import strict_json
 from paced_theory.snr import bin_snr
 from paced_train import losses
 from paced_train.config import RunConfig
 from paced_train.distill import load_models, student_logits, teacher_logits, teacher_view
 from paced_train.distributed import resolve_device
-from paced_train.ledger import strict_json
 from paced_train.rollouts import generate_and_verify
 from paced_train.state import Run
 from paced_train.tasks import build_problems

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from paced_theory.errors import ConfigError
+from paced_theory.jsonable import strict_json
 from paced_theory.stats import bootstrap_ci, paired
 from paced_train.compare import Group, run_groups, seed_metrics
 from paced_train.config import RunConfig, apply_overrides
-from paced_train.ledger import strict_json
 
 # Cell mixes of add2 (solved at the start), add3 (~45 % of its problems at p_hat = 0),
 # mul2 (mostly frontier), add4 and mul3 (hopeless); training problems per cell.

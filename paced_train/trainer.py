@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from paced_theory.errors import PacedError
+from paced_theory.jsonable import strict_json
 from paced_train import distributed, losses, rundir, tasks
 from paced_train.batching import candidates, sampling_pool
 from paced_train.checkpoint import checkpoint_path, checkpoint_step, save_checkpoint
@@ -48,7 +49,7 @@ from paced_train.distill import (
     teacher_view,
 )
 from paced_train.evaluate import evaluate, forgetting
-from paced_train.ledger import Ledger, MetricsLog, strict_json
+from paced_train.ledger import Ledger, MetricsLog
 from paced_train.passrates import PassRateTable, normaliser, problem_weights
 from paced_train.rollouts import on_policy_samples, refresh_due, refresh_pass_rates
 from paced_train.schedule import eval_due, loss_kind, lr_at, run_progress

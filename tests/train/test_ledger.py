@@ -45,17 +45,3 @@ def test_read_metrics_is_the_log_read_back_with_a_kind_filter(tmp_path):
     log.truncate(1)
     assert [r["step"] for r in read_metrics(tmp_path)] == [0, 1]
     assert read_metrics(tmp_path / "nothing_here.jsonl") == []
-
-
-def test_strict_json_turns_numpy_and_non_finite_values_into_json():
-    import json
-
-    import numpy as np
-
-    from paced_train.ledger import strict_json
-
-    x = {"a": np.float64("nan"), "b": np.float32(1.5), "c": np.array([1.0, np.inf]),
-         "d": (np.int64(3), float("-inf")), "e": "text"}
-    got = strict_json(x)
-    assert got == {"a": None, "b": 1.5, "c": [1.0, None], "d": [3, None], "e": "text"}
-    assert json.loads(json.dumps(got, allow_nan=False)) == got
