@@ -24,10 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from paced_train.compare import compare  # noqa: E402
 from paced_train.config import load_config  # noqa: E402
-from paced_train.pretrain import RECIPES, pretrain  # noqa: E402
-from paced_train.snr_probe import run_probe  # noqa: E402
+from paced_train.experiments.compare import compare  # noqa: E402
+from paced_train.experiments.pretrain import RECIPES, pretrain  # noqa: E402
+from paced_train.experiments.snr_probe import run_probe  # noqa: E402
 
 METHODS = ["uniform", "hard", "akl", "paced", "two-stage"]
 # --reduced: the same pipeline at a size a CPU runs in well under a minute

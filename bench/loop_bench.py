@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from paced_train import losses
-from paced_train.batching import pack
 from paced_train.config import load_config
-from paced_train.demo import demo_config_path
-from paced_train.model import load_model, shipped_path
-from paced_train.rollouts import generate_and_verify
+from paced_train.experiments.demo import demo_config_path
+from paced_train.loop import losses
+from paced_train.loop.batching import pack
+from paced_train.loop.rollouts import generate_and_verify
+from paced_train.loop.trainer import train
+from paced_train.models.model import load_model, shipped_path
 from paced_train.tasks import arithmetic_suite
-from paced_train.trainer import train
 
 
 def timed(fn, repeat=3):

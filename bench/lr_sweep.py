@@ -23,10 +23,10 @@ from pathlib import Path
 
 from paced_theory.jsonable import strict_json
 from paced_theory.stats import paired
-from paced_train.compare import Group, run_groups, summarise
 from paced_train.config import METHOD_OVERRIDES, apply_overrides, load_config
-from paced_train.demo import demo_config_path
-from paced_train.report import ci, pm
+from paced_train.experiments.compare import Group, run_groups, summarise
+from paced_train.experiments.demo import demo_config_path
+from paced_train.experiments.report import ci, pm
 
 METHODS = ("uniform", "hard", "paced", "akl")
 

@@ -25,10 +25,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from paced_theory.stats import curve_auc, mean_sd, paired
-from paced_train.compare import run_config, train_or_reuse
 from paced_train.config import METHOD_OVERRIDES, apply_overrides, load_config
-from paced_train.demo import demo_config_path
-from paced_train.ledger import eval_curve
+from paced_train.experiments.compare import run_config, train_or_reuse
+from paced_train.experiments.demo import demo_config_path
+from paced_train.loop.ledger import eval_curve
 
 POLICIES = {"full": ["rollouts.settled_K=0", "rollouts.max_share=1.0"],
             "sequential": ["rollouts.settled_K=2", "rollouts.max_share=1.0"]}

@@ -6,10 +6,10 @@ Two steps, each forward + backward + AdamW step on one batch of B = 16 problems:
   on-policy reverse KL    KL(student || teacher) on the student's own samples, generation
                           (max_new_tokens = 32, temperature 1, top-p 1) included in the step
 through
-  paced      paced_train.trainer.distill_step, models loaded by paced_train.hf.load_any
+  paced      paced_train.loop.trainer.distill_step, models loaded by paced_train.models.hf.load_any
   GKD        trl.experimental.gkd.GKDTrainer (lmbda = 0, beta = 0 / lmbda = 1, beta = 1)
   Distill    trl.DistillationTrainer (on-policy only; beta = 1), TRL's maintained successor
-the loss values of paced_train.losses against TRL's on identical inputs, and PACED inside
+the loss values of paced_train.loop.losses against TRL's on identical inputs, and PACED inside
 TRL: paced_train.integrations.trl.PacedDistillationTrainer's step against plain
 DistillationTrainer's at the same kept prompts (the plug-in's overhead). Prints markdown
 tables and writes them to bench/results/vs_trl.md (raw numbers in vs_trl.json). Asserts
@@ -31,7 +31,7 @@ process (TRL, paced, TRL, ...), so a shared machine's load hits both alike; the 
 reported is the median over step pairs of TRL's time over paced's, in CPU time
 (time.process_time(): with one thread, the work done, not the time spent waiting for a
 core) and in wall time (time.perf_counter()), after --warmup steps.
-  paced     one call of paced_train.trainer.distill_step: encode + pack, [student sampling +
+  paced     one call of paced_train.loop.trainer.distill_step: encode + pack, [student sampling +
             verification], teacher forward, student forward, divergence, weighted loss,
             backward, grad clipping, AdamW step. Off-policy: the teacher references are in
             the step's cache already (a run generates them once per problem).
@@ -105,7 +105,7 @@ def rss_peak() -> int:
 # ------------------------------------------------------------------------ the models
 def build_models(root: Path, vocab: int) -> None:
     """Student and teacher directories (config.json, safetensors, tokenizer, chat template):
-    a miniature of a real HF checkpoint, built as tests/train/test_hf.py builds its own."""
+    a miniature of a real HF checkpoint, built as tests/train/models/test_hf.py builds its own."""
     import torch
     from tokenizers import Tokenizer, decoders, models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -145,9 +145,9 @@ def paced_cfg(root: Path, kind: str, args):
 def prepare(root: Path, args) -> dict:
     """The batch both sides train on: the trainer's first batch of problems, their prompt
     tokens, and the teacher's greedy references (what paced caches per problem)."""
-    from paced_train.batching import candidates
-    from paced_train.rollouts import generate_and_verify
-    from paced_train.trainer import setup
+    from paced_train.loop.batching import candidates
+    from paced_train.loop.rollouts import generate_and_verify
+    from paced_train.loop.trainer import setup
 
     cfg = paced_cfg(root, "forward", args)
     run, _ = setup(cfg)
@@ -174,15 +174,15 @@ def prepare(root: Path, args) -> dict:
 
 # --------------------------------------------------------------------------- workers
 def paced_stepper(root: Path, kind: str, args):
-    """(step, scored): step() runs one paced_train.trainer.distill_step on the batch and
+    """(step, scored): step() runs one paced_train.loop.trainer.distill_step on the batch and
     returns (wall seconds, CPU seconds, loss); scored collects the number of tokens each
     step's loss scores."""
 
     import numpy as np
 
-    from paced_train import losses
     from paced_train import trainer as T
-    from paced_train.passrates import normaliser
+    from paced_train.loop import losses
+    from paced_train.loop.passrates import normaliser
 
     data = json.loads((root / "batch.json").read_text())
     cfg = paced_cfg(root, kind, args)
@@ -286,7 +286,7 @@ def plugin_trainers(root: Path, args, out: str, steps: int):
     from trl import DistillationConfig, DistillationTrainer
 
     from paced_train.integrations.trl import PacedDistillationTrainer
-    from paced_train.passrates import PassRateTable
+    from paced_train.loop.passrates import PassRateTable
 
     data = json.loads((root / "batch.json").read_text())
     B = args.batch
@@ -456,8 +456,8 @@ def worker_losses(root: Path, kind: str, args) -> dict:
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 
     from paced_train import losses as L
-    from paced_train.batching import pack
-    from paced_train.hf import load_any
+    from paced_train.loop.batching import pack
+    from paced_train.models.hf import load_any
 
     data = json.loads((root / "batch.json").read_text())
     student, tok, _ = load_any(str(root / "student"))
@@ -656,7 +656,7 @@ def report(res: dict, args) -> str:
         f"Models: Llama student {d['params']['student']:,} parameters (2 layers, hidden 64), "
         f"Llama teacher {d['params']['teacher']:,} (4 layers, hidden 128), vocabulary "
         f"{args.vocab}, random weights, saved with save_pretrained and loaded by "
-        "`paced_train.hf.load_any` (paced) and `AutoModelForCausalLM` (TRL). Batch: "
+        "`paced_train.models.hf.load_any` (paced) and `AutoModelForCausalLM` (TRL). Batch: "
         f"{B} arithmetic prompts (paced's first training batch); off-policy completions: the "
         f"teacher's greedy references ({N} tokens); on-policy: student samples, temperature 1, "
         f"top-p 1, max_new_tokens {N}. AdamW lr {LR}, grad clip 1.0, weight decay 0.",

@@ -16,8 +16,9 @@ small true SNR in under 30 % of bins). The unclipped replicates are shifted by t
 excess over the estimate before the percentiles are taken, then clipped at 0; in simulation
 they cover the true SNR at or above the nominal level (tests/theory/test_snr.py).
 
-One implementation for every caller: the probe on real students (paced_train.snr_probe), the
-theory walkthrough's Monte Carlo curve, and figure 1. Pure numpy.
+One implementation for every caller: the probe on real students
+(paced_train.experiments.snr_probe), the theory walkthrough's Monte Carlo curve, and figure 1.
+Pure numpy.
 """
 
 from __future__ import annotations

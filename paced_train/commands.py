@@ -20,12 +20,12 @@ def _dumps(payload) -> str:
 
 def _cmd_train(args) -> int:
     from paced_train.config import load_config
-    from paced_train.trainer import train
+    from paced_train.loop.trainer import train
 
     overrides = list(args.overrides) + ([f"run.device={args.device}"] if args.device else [])
     cfg = load_config(args.config, overrides)
     out = Path(args.out or f"runs/{cfg.run.name}")
-    from paced_train.distributed import shutdown
+    from paced_train.loop.distributed import shutdown
 
     try:
         summary = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
@@ -45,8 +45,8 @@ def _cmd_train(args) -> int:
 def train_interrupted(args) -> str:
     """What `paced` prints on Ctrl-C during `paced train` (one line): the exact command that
     goes on from the last checkpoint, or that starts again when none was written yet."""
-    from paced_train.checkpoint import checkpoint_path, checkpoint_step
     from paced_train.config import load_config
+    from paced_train.models.checkpoint import checkpoint_path, checkpoint_step
 
     try:
         out = Path(args.out or f"runs/{load_config(args.config, list(args.overrides)).run.name}")
@@ -72,8 +72,8 @@ def _at_least_one(args, *flags: str) -> None:
 
 
 def _cmd_compare(args) -> int:
-    from paced_train.compare import compare
     from paced_train.config import load_config
+    from paced_train.experiments.compare import compare
 
     _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config, list(args.overrides))
@@ -89,7 +89,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from paced_train.demo import run_demo
+    from paced_train.experiments.demo import run_demo
     from paced_train.rundir import lock_dir
 
     _at_least_one(args, "seeds", "jobs")
@@ -102,8 +102,8 @@ def _cmd_demo(args) -> int:
 
 def _cmd_study(args) -> int:
     from paced_train.config import load_config
-    from paced_train.demo import demo_config_path
-    from paced_train.study import run_study
+    from paced_train.experiments.demo import demo_config_path
+    from paced_train.experiments.study import run_study
 
     _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config or demo_config_path(), list(args.overrides))
@@ -121,7 +121,7 @@ def _cmd_study(args) -> int:
 
 def _cmd_snr_probe(args) -> int:
     from paced_train.config import load_config
-    from paced_train.snr_probe import run_probe, summary
+    from paced_train.experiments.snr_probe import run_probe, summary
 
     cfg = load_config(args.config, list(args.overrides))
     out = Path(args.out or f"runs/snr-{cfg.run.name}")
@@ -136,8 +136,8 @@ def _cmd_snr_probe(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from paced_train.distributed import resolve_device
-    from paced_train.pretrain import check_not_shipped, default_out, pretrain
+    from paced_train.experiments.pretrain import check_not_shipped, default_out, pretrain
+    from paced_train.loop.distributed import resolve_device
     from paced_train.rundir import check_new_file
 
     if args.seed < 0:
@@ -155,7 +155,7 @@ def _cmd_pretrain(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from paced_train import fetch
+    from paced_train.models import fetch
 
     if args.action == "path":
         path = fetch.cached_smollm2(args.cache_dir)
@@ -207,9 +207,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("study", help="where frontier weighting pays: pools x weightings x "
                        "losses x seeds at equal compute (resumable)",
-                       description="Runs the grid of paced_train/study.py (pools: frontier, "
-                       "demo, hopeless, hopeless+; weightings: uniform, hard, Beta (a, b) grid, "
-                       "floor, posterior; losses: forward, reverse) on the base config, and "
+                       description="Runs the grid of paced_train/experiments/study.py "
+                       "(pools: frontier, demo, hopeless, hopeless+; weightings: uniform, "
+                       "hard, Beta (a, b) grid, floor, posterior; losses: forward, reverse) "
+                       "on the base config, and "
                        "writes OUT/study.csv (a row per run), table.md, phase.png and "
                        "kernel_map.png. Rerun the same command to continue a killed study.")
     p.add_argument("config", nargs="?", help="base run config (default: the demo's)")
@@ -234,7 +235,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="train the recipe of the shipped teacher or student, "
                        "or the large GPU pair, from scratch (into runs/pretrain/ by default)")
     p.add_argument("role", choices=["teacher", "student", "teacher-large", "student-large"],
-                   help="a recipe of paced_train/pretrain.py")
+                   help="a recipe of paced_train/experiments/pretrain.py")
     p.add_argument("--out", help="output .safetensors (default runs/pretrain/ROLE.safetensors; "
                    "the shipped weights are never written)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from paced_theory.errors import ConfigError
 from paced_theory.kernels import ESTIMATORS
-from paced_train.losses import LOSSES
-from paced_train.passrates import METHODS, NORMALISERS
+from paced_train.loop.losses import LOSSES
+from paced_train.loop.passrates import METHODS, NORMALISERS
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paced_train.study import arm_table, plot_kernel_map, plot_phase, read_csv
+from paced_train.experiments.study import arm_table, plot_kernel_map, plot_phase, read_csv
 from paper_figures.style import OUT
 
 ROOT = Path(__file__).resolve().parents[1]

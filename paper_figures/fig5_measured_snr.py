@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from paced_train.snr_probe import FIT_STYLES, draw_snr
+from paced_train.experiments.snr_probe import FIT_STYLES, draw_snr
 from paper_figures.runs import args, probe_dirs
 from paper_figures.style import COLUMN_WIDTH, figure, save
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from paced_train.report import plot_curves
+from paced_train.experiments.report import plot_curves
 from paper_figures.runs import args, compare_dir
 from paper_figures.style import COLUMN_WIDTH, figure, save
 

@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 
-from paced_train.ledger import read_metrics
-from paced_train.report import PALETTE, plot_forgetting
+from paced_train.experiments.report import PALETTE, plot_forgetting
+from paced_train.loop.ledger import read_metrics
 from paper_figures.runs import args, compare_dir
 from paper_figures.style import COLUMN_WIDTH, figure, save
 

@@ -26,9 +26,9 @@ def args(description: str):
 
 
 def compare_dir(a) -> Path:
-    from paced_train.compare import compare
     from paced_train.config import load_config
-    from paced_train.demo import DEMO_METHODS, demo_config_path
+    from paced_train.experiments.compare import compare
+    from paced_train.experiments.demo import DEMO_METHODS, demo_config_path
 
     out = Path(a.compare_dir)
     recorded = ROOT / "bench/results/demo"  # the recorded demo (eval rows and summaries)
@@ -47,7 +47,7 @@ def probe_dirs(a) -> list[tuple[str, Path]]:
     """[(label, probe directory)] for figure 5: the shipped student's (always; remade at a
     quick size with --rerun) and SmolLM2's when recorded."""
     from paced_train.config import load_config
-    from paced_train.snr_probe import run_probe
+    from paced_train.experiments.snr_probe import run_probe
 
     shipped = Path(a.probe_dir)
     if a.rerun:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paced_train.model import GPT, GPTConfig, save_model
-from paced_train.tokenizer import default_tokenizer
+from paced_train.models.model import GPT, GPTConfig, save_model
+from paced_train.models.tokenizer import default_tokenizer
 
 
 @pytest.fixture(scope="session")

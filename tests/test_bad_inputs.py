@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import paced_train.pretrain as pretrain_mod
+import paced_train.experiments.pretrain as pretrain_mod
 from paced_theory.errors import ConfigError, InputError
 from paced_train.cli import main
 from paced_train.config import load_config
-from paced_train.model import shipped_path
+from paced_train.models.model import shipped_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = pretrain_mod.Recipe(n_layer=1, n_head=2, n_embd=16, steps=3, batch_size=8,
@@ -110,7 +110,7 @@ def test_a_one_problem_jsonl_is_a_config_error_not_nan(tmp_path, tiny_models, ca
 
 def test_printed_json_is_strict(tiny_models, tmp_path, capsys, monkeypatch):
     """NaN is never printed as JSON: the train summary and the theory --json output."""
-    import paced_train.trainer as trainer
+    import paced_train.loop.trainer as trainer
 
     real = trainer._summary
     monkeypatch.setattr(trainer, "_summary",

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from paced_train.cli import main
 from paced_train.config import SECTIONS, config_value
-from paced_train.model import shipped_path
+from paced_train.models.model import shipped_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_HEADROOM = 3 * 2**30

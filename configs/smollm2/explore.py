@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from paced_train.hf import load_any
-from paced_train.rollouts import generate_and_verify
+from paced_train.loop.rollouts import generate_and_verify
+from paced_train.models.hf import load_any
 from paced_train.tasks import Problem
 
 W = "zero one two three four five six seven eight nine ten eleven twelve".split()

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paced_train.hf import load_any
-from paced_train.rollouts import generate_and_verify
+from paced_train.loop.rollouts import generate_and_verify
+from paced_train.models.hf import load_any
 from paced_train.tasks import load_jsonl
 
 HERE = Path(__file__).parent

@@ -51,11 +51,11 @@ from trl import DistillationTrainer
 from trl.trainer import distillation_trainer as _trl_distill
 
 from paced_theory.errors import ConfigError, PacedError
-from paced_train import losses
 from paced_train.config import WeightsSection, from_dict
 from paced_train.integrations.trl_refresh import PassRateRefresh, check_rewards
-from paced_train.passrates import PassRateTable, normaliser, problem_weights
-from paced_train.seeding import seed_for
+from paced_train.loop import losses
+from paced_train.loop.passrates import PassRateTable, normaliser, problem_weights
+from paced_train.loop.seeding import seed_for
 
 __all__ = ["PacedDistillationTrainer", "PacedSampler", "PassRateRefresh", "PacedState",
            "paced_weights", "check_vocabularies", "check_rewards"]

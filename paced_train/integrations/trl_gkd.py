@@ -14,7 +14,7 @@ batch; PacedGKDTrainer changes that:
   _get_num_items_in_batch the GLOBAL normaliser of the optimizer step (passrates.normaliser
                           over the weights of every micro-batch of every process), where the
                           HF Trainer counts label tokens.
-  compute_loss            paced_train.losses.generalized_jsd(beta) per sequence (beta = 0 is
+  compute_loss            paced_train.loop.losses.generalized_jsd(beta) per sequence (beta = 0 is
                           the forward KL, as token_kl(direction="forward"), beta = 1 the
                           reverse), at temperature 1 as GKD's loss, then
                           losses.weighted_loss(L, w, normaliser / W): GKD builds the full
@@ -45,7 +45,6 @@ from trl.experimental.gkd import GKDConfig, GKDTrainer
 from trl.experimental.utils import DataCollatorForChatML
 
 from paced_theory.errors import ConfigError, PacedError
-from paced_train import losses
 from paced_train.integrations.trl import (
     PacedDistillationTrainer,
     PacedSampler,
@@ -53,7 +52,8 @@ from paced_train.integrations.trl import (
     PassRateRefresh,
     check_vocabularies,
 )
-from paced_train.passrates import PassRateTable
+from paced_train.loop import losses
+from paced_train.loop.passrates import PassRateTable
 
 __all__ = ["PacedCollator", "PacedGKDTrainer", "PacedTwoStage"]
 

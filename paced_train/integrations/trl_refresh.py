@@ -22,7 +22,7 @@ from trl import DistillationTrainer
 from trl.data_utils import is_conversational
 
 from paced_theory.errors import ConfigError, InputError, PacedError
-from paced_train.seeding import seed_for
+from paced_train.loop.seeding import seed_for
 
 
 def check_rewards(values, n: int, name: str) -> np.ndarray:

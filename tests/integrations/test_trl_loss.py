@@ -9,12 +9,12 @@ import pytest
 import torch
 from trl_helpers import args, load, problems
 
-from paced_train import losses
 from paced_train.config import load_config
-from paced_train.distill import completion_logits
-from paced_train.hf import load_any
-from paced_train.losses import divergence
-from paced_train.passrates import normaliser, problem_weights
+from paced_train.loop import losses
+from paced_train.loop.distill import completion_logits
+from paced_train.loop.losses import divergence
+from paced_train.loop.passrates import normaliser, problem_weights
+from paced_train.models.hf import load_any
 
 EOS = 2
 CPU = torch.device("cpu")

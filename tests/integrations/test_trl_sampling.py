@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 from trl_helpers import CountingReward, args, load, problems, sampled_batches
 
 from paced_theory.errors import PacedError
-from paced_train.passrates import PassRateTable
+from paced_train.loop.passrates import PassRateTable
 
 
 def _dataset(rows):

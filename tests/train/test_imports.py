@@ -1,6 +1,8 @@
 """The layout of paced_train holds: no import cycle among its modules (lazy imports inside
-functions included), the stages never import the loop, and code outside the loop imports
-from trainer.py only its public entry points (the stages are where the pieces live)."""
+functions included); the folders are layers (models/ imports neither loop/ nor experiments/,
+loop/ never imports experiments/); the stages never import the loop; and code outside the
+loop imports from trainer.py only its public entry points (the stages are where the pieces
+live)."""
 
 from __future__ import annotations
 
@@ -24,10 +26,9 @@ def imported(tree: ast.AST) -> list[tuple[str, list[str]]]:
     for n in ast.walk(tree):
         if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("paced_train"):
             names = [a.name for a in n.names]
-            if n.module == "paced_train":  # from paced_train import losses, tasks
-                out += [(f"paced_train.{a}", []) for a in names]
-            else:
-                out.append((n.module, names))
+            out.append((n.module, names))
+            # from paced_train.loop import losses: the name may itself be a module
+            out += [(f"{n.module}.{a}", []) for a in names]
         elif isinstance(n, ast.Import):
             out += [(a.name, []) for a in n.names if a.name.startswith("paced_train")]
     return out
@@ -66,20 +67,58 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_paced_train_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 20 and "paced_train.trainer" in graph
+    assert len(graph) > 20 and "paced_train.loop.trainer" in graph
     assert cycles(graph) == []
 
 
 def test_stages_never_import_the_loop():
     graph = import_graph()
-    for stage in ("rollouts", "distill", "batching", "schedule", "losses", "state", "seeding",
-                  "distributed", "evaluate", "passrates", "ledger", "tasks"):
-        reach, todo = set(), [f"paced_train.{stage}"]
-        while todo:  # everything the stage imports, transitively
-            for d in graph[todo.pop()] - reach:
-                reach.add(d)
-                todo.append(d)
-        assert "paced_train.trainer" not in reach, stage
+    stages = [f"paced_train.loop.{s}" for s in (
+        "rollouts", "distill", "batching", "schedule", "losses", "state", "seeding",
+        "distributed", "evaluate", "passrates", "ledger")] + ["paced_train.tasks"]
+    for stage in stages:
+        assert "paced_train.loop.trainer" not in reach(graph, stage), stage
+
+
+def reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, transitively."""
+    seen, todo = set(), [start]
+    while todo:
+        for d in graph[todo.pop()] - seen:
+            seen.add(d)
+            todo.append(d)
+    return seen
+
+
+# A folder may import only the folders listed for it (transitively): arrows point down.
+FORBIDDEN = {"paced_train.models": ("paced_train.loop", "paced_train.experiments"),
+             "paced_train.loop": ("paced_train.experiments",)}
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((m, d) for m in graph for folder, banned in FORBIDDEN.items()
+                  if m.startswith(folder + ".") for d in reach(graph, m)
+                  if d.startswith(tuple(b + "." for b in banned)))
+
+
+def test_layer_checker_finds_a_planted_upward_arrow():
+    g = {"paced_train.models.hf": {"paced_train.tasks"},
+         "paced_train.tasks": {"paced_train.loop.losses"},
+         "paced_train.loop.losses": set(),
+         "paced_train.loop.trainer": {"paced_train.experiments.report"},
+         "paced_train.experiments.report": {"paced_train.loop.ledger"},
+         "paced_train.loop.ledger": set()}
+    assert layer_violations(g) == [("paced_train.loop.trainer", "paced_train.experiments.report"),
+                                   ("paced_train.models.hf", "paced_train.loop.losses")]
+
+
+def test_folders_are_layers():
+    graph = import_graph()
+    folders = {m.split(".")[1] for m in graph if m.count(".") >= 2}
+    assert {"loop", "models", "experiments", "integrations"} <= folders
+    assert not [m for m in graph if m.count(".") == 1 and m.split(".")[1] in
+                {"trainer", "losses", "hf", "compare"}]  # nothing left at the old flat paths
+    assert layer_violations(graph) == []
 
 
 def test_outside_the_loop_only_the_entry_points_come_from_trainer():
@@ -93,6 +132,6 @@ def test_outside_the_loop_only_the_entry_points_come_from_trainer():
                                  if not line.lstrip().startswith(("%", "!")))
                 trees.append((nb, ast.parse(code)))
     used = {(str(p.relative_to(ROOT)), n) for p, tree in trees
-            for mod, names in imported(tree) if mod == "paced_train.trainer" for n in names}
+            for mod, names in imported(tree) if mod == "paced_train.loop.trainer" for n in names}
     assert used  # the scan sees the real importers
     assert {(p, n) for p, n in used if n not in TRAINER_API} == set()

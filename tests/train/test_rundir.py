@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-import paced_train.rollouts as rollouts_mod
-import paced_train.trainer as trainer
+import paced_train.loop.rollouts as rollouts_mod
+import paced_train.loop.trainer as trainer
 from paced_train import rundir
-from paced_train.checkpoint import read_checkpoint
 from paced_train.cli import main
-from paced_train.ledger import MetricsLog
+from paced_train.loop.ledger import MetricsLog
+from paced_train.loop.trainer import NonFiniteError, train
+from paced_train.models.checkpoint import read_checkpoint
 from paced_train.rundir import RunDirError
-from paced_train.trainer import NonFiniteError, train
 
 ROOT = Path(__file__).resolve().parents[2]
 VOLATILE = {"wall_s", "timers_s", "rollout_share", "rollout_share_of_wall"}

@@ -1,0 +1,267 @@
+"""`paced compare`: methods side by side on paired seeds, at equal compute, with intervals.
+
+Equal compute: unless the config sets budget.flops, each seed's uniform run is trained for
+budget.steps steps first, and every method of that seed then gets exactly the FLOPs the
+uniform run used (budget.steps is raised so that the compute cap is what stops a run, the
+two-stage switch and a cosine lr schedule are placed in compute). Methods that drop
+problems therefore take more, cheaper steps; methods that pay for rollouts take fewer.
+
+Per method and seed it measures, from the run's metrics.jsonl:
+  final_acc    held-out greedy accuracy at the end
+  auc          normalised area under accuracy against TOTAL FLOPs (rollouts included) over
+               [0, the seed's budget]: the mean accuracy over the run, so a method that gets
+               there sooner scores higher even when all end at the same place
+  auc_train    the same against TRAINING FLOPs (teacher + student, rollouts excluded: what the
+               weighting alone buys) over [0, the smallest training-FLOPs total of the seed]
+  compute_to_uniform_final   FLOPs to first reach the same seed's uniform final accuracy
+  forgetting   retention accuracy at the start minus at the end
+and compares each method with uniform on the same seeds: the per-seed difference (ratio for
+compute) with a 95 % bootstrap interval over seeds (paced_theory.stats.paired), saying
+"not significant" when the interval contains 0.
+
+Runs are independent given their seed's budget, so `jobs` > 1 trains them in that many
+processes (the uniform runs first). A run directory already holding a finished run of the
+same config is reused and an interrupted one is resumed, so a killed comparison continues.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from paced_theory.errors import ConfigError
+from paced_theory.jsonable import strict_json
+from paced_theory.stats import curve_auc, mean_sd, paired
+from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, config_to_toml
+from paced_train.experiments.report import comparison_markdown, plot_comparison
+from paced_train.loop.ledger import eval_curve
+from paced_train.loop.trainer import train
+
+STEP_HEADROOM = 20
+
+
+def compute_to_reach(flops: np.ndarray, acc: np.ndarray, target: float) -> float | None:
+    """FLOPs at which the accuracy curve first reaches target, linearly interpolated between
+    evaluations; None if it never does."""
+    for i in range(len(acc)):
+        if acc[i] >= target:
+            if i == 0:
+                return float(flops[0])
+            f0, f1, a0, a1 = flops[i - 1], flops[i], acc[i - 1], acc[i]
+            return float(f0 + (target - a0) / (a1 - a0) * (f1 - f0)) if a1 > a0 else float(f1)
+    return None
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class Group:
+    """Arms compared on the same seeds at equal compute: arms maps a name to its config
+    overrides, and the FIRST arm is the baseline whose run of budget.steps sets each seed's
+    FLOPs budget (unless cfg.budget.flops is set). Runs go to out_dir/<arm>/seed<s>."""
+
+    out_dir: Path
+    cfg: RunConfig
+    arms: dict[str, list[str]]
+
+
+def run_config(cfg: RunConfig, overrides: list[str], name: str, seed: int,
+               budget: float) -> RunConfig:
+    """The config of one run: the arm's overrides, the seed, and (budget > 0) the FLOPs cap
+    with the two-stage switch and the lr schedule placed in compute."""
+    over = list(overrides) + [f"run.seed={cfg.run.seed + seed}", f'run.name="{name}"']
+    if budget > 0:
+        over += [f"budget.flops={budget}", "loss.switch_unit=compute",
+                 f"budget.steps={cfg.budget.steps * STEP_HEADROOM}"]
+    return apply_overrides(cfg, over)
+
+
+def train_or_reuse(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> dict:
+    """Train cfg into run_dir; reuse a finished run of the same config there, resume an
+    interrupted one. A directory holding a run of another config is refused unless
+    `overwrite` (then it is replaced)."""
+    run_dir = Path(run_dir)
+    text = config_to_toml(cfg)
+    saved = run_dir / "config.toml"
+    if saved.exists():
+        if saved.read_text() != text:
+            if not overwrite:
+                raise ConfigError(f"{run_dir}: holds a run of a different config; choose "
+                                  "another --out, delete it, or pass --overwrite")
+            shutil.rmtree(run_dir)
+        elif (run_dir / "summary.json").exists():
+            return json.loads((run_dir / "summary.json").read_text())
+        elif (run_dir / "checkpoints").exists():
+            return train(cfg, run_dir, resume=True)
+        else:
+            shutil.rmtree(run_dir)
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # an empty or config-less leftover of a killed start
+    return train(cfg, run_dir)
+
+
+def _worker(cfg: RunConfig, run_dir: str, overwrite: bool) -> dict:
+    """One run in a pool process (spawned: a fresh interpreter, torch threads from
+    run.threads)."""
+    return train_or_reuse(cfg, Path(run_dir), overwrite)
+
+
+def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool = False,
+               progress: bool = True) -> list[dict[str, list[dict]]]:
+    """Every arm of every group on seeds 0..seeds-1: per group {arm: [summary per seed]}.
+    Baselines run first; an arm of a seed starts when its baseline has set the budget. With
+    jobs > 1 the runs share that many spawned processes."""
+    runs = [{a: [None] * seeds for a in g.arms} for g in groups]
+    total, done_n, t0 = sum(len(g.arms) for g in groups) * seeds, 0, time.time()
+
+    def record(gi: int, arm: str, s: int, summary: dict) -> None:
+        nonlocal done_n
+        summary["run_dir"] = str(groups[gi].out_dir / arm / f"seed{s}")
+        runs[gi][arm][s] = summary
+        done_n += 1
+        if progress:
+            print(f"[{done_n}/{total}] {groups[gi].out_dir.name}/{arm} seed {s}: acc "
+                  f"{summary['acc']:.3f}, {summary['steps']} steps, {summary['wall_s']:.0f} s "
+                  f"(elapsed {time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    def job(gi: int, arm: str, s: int) -> tuple:
+        g = groups[gi]
+        base = next(iter(g.arms))
+        budget = g.cfg.budget.flops if g.cfg.budget.flops > 0 or arm == base \
+            else runs[gi][base][s]["flops"]
+        cfg = apply_overrides(g.cfg, ["run.progress=false"]) if jobs > 1 else g.cfg
+        return (run_config(cfg, g.arms[arm], arm, s, budget),
+                str(g.out_dir / arm / f"seed{s}"), overwrite)
+
+    if progress:
+        print(f"{total} runs ({len(groups)} group(s) x arms x {seeds} seeds), {jobs} at a "
+              "time; a line per finished run", file=sys.stderr, flush=True)
+    if jobs <= 1:
+        for gi, g in enumerate(groups):
+            for s in range(seeds):
+                for arm in g.arms:
+                    record(gi, arm, s, _worker(*job(gi, arm, s)))
+        return runs
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        pending = {}
+        for gi, g in enumerate(groups):
+            for s in range(seeds):
+                base = next(iter(g.arms))
+                pending[pool.submit(_worker, *job(gi, base, s))] = (gi, base, s)
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                gi, arm, s = pending.pop(fut)
+                record(gi, arm, s, fut.result())
+                if arm == next(iter(groups[gi].arms)):
+                    for other in list(groups[gi].arms)[1:]:
+                        pending[pool.submit(_worker, *job(gi, other, s))] = (gi, other, s)
+    return runs
+
+
+# ---------------------------------------------------------------------------- summary
+def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
+    """{method: {metric: [value per seed]}} (module docstring), paired by seed index."""
+    base = next(iter(runs))  # the baseline (uniform): its runs set budgets and targets
+    seeds = len(runs[base])
+    budget = [r["flops"] for r in runs[base]]
+    target = [r["acc"] for r in runs[base]]
+    curves = {m: [eval_curve(r["run_dir"]) for r in rs] for m, rs in runs.items()}
+    train_curves = {m: [eval_curve(r["run_dir"], "train_flops") for r in rs]
+                    for m, rs in runs.items()}
+    train_end = [min(train_curves[m][s][0][-1] for m in runs) for s in range(seeds)]
+    out = {}
+    for m, rs in runs.items():
+        reach = [compute_to_reach(*curves[m][s], target[s]) for s in range(seeds)]
+        out[m] = {
+            "start_acc": [float(curves[m][s][1][0]) for s in range(seeds)],
+            "final_acc": [r["acc"] for r in rs],
+            "auc": [curve_auc(*curves[m][s], budget[s]) for s in range(seeds)],
+            "auc_train": [curve_auc(*train_curves[m][s], train_end[s]) for s in range(seeds)],
+            "compute_to_uniform_final": reach,
+            "compute_ratio_to_uniform": [None if c is None else c / b
+                                         for c, b in zip(reach, budget)],
+            "forgetting": [r["forgetting"] for r in rs],
+            "retention": [r["retention"] for r in rs],
+            "mean_at_k": [r["mean_at_k"] for r in rs],
+            "rollout_flops_share": [r.get("rollout_flops_share", 0.0) for r in rs],
+            "rollout_share": [r["rollout_share"] for r in rs],
+            "steps": [r["steps"] for r in rs],
+            "flops_ratio_to_uniform": [r["flops"] / b for r, b in zip(rs, budget)],
+        }
+    return out
+
+
+def summarise(runs: dict[str, list[dict]], seeds: int) -> dict:
+    """comparison.json: per method the mean ± sd of every metric, the per-seed values, and the
+    paired comparison with uniform (bootstrap over seeds)."""
+    per = seed_metrics(runs)
+    base = next(iter(runs))
+    u = per[base]
+    result = {"seeds": seeds, "baseline": base,
+              "budget_flops": [r["flops"] for r in runs[base]],
+              "start_acc": mean_sd(u["start_acc"]),
+              "uniform_gain": paired(u["final_acc"], u["start_acc"]),
+              "methods": {}}
+    for m, rs in runs.items():
+        v = per[m]
+        ratios = [x for x in v["compute_ratio_to_uniform"] if x is not None]
+        entry = {k: mean_sd(v[k]) for k in ("final_acc", "auc", "auc_train", "forgetting",
+                                             "retention", "mean_at_k", "rollout_flops_share",
+                                             "rollout_share", "steps",
+                                             "flops_ratio_to_uniform")}
+        entry.update({
+            "acc_by_difficulty": {k: mean_sd([r["acc_by_difficulty"][k] for r in rs])
+                                  for k in rs[0]["acc_by_difficulty"]},
+            "flops": mean_sd([r["flops"] for r in rs]),
+            "wall_s": mean_sd([r["wall_s"] for r in rs]),
+            "compute_to_uniform_final": v["compute_to_uniform_final"],
+            "compute_ratio_to_uniform": v["compute_ratio_to_uniform"],
+            "compute_ratio_mean": mean_sd(ratios),
+            "reached_uniform_final": len(ratios),
+            "per_seed": v,
+            "runs": [r["run_dir"] for r in rs],
+        })
+        if m != base:
+            entry["vs_uniform"] = {
+                "final_acc": paired(v["final_acc"], u["final_acc"]),
+                "auc": paired(v["auc"], u["auc"]),
+                "auc_train": paired(v["auc_train"], u["auc_train"]),
+                # forgetting: lower is better, so uniform - method (> 0: forgets less)
+                "forgetting_reduction": paired(u["forgetting"], v["forgetting"]),
+            }
+        result["methods"][m] = entry
+    return result
+
+
+def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int = 1,
+            overwrite: bool = False, progress: bool = True) -> dict:
+    """Run and summarise (module docstring); writes comparison.json, comparison.md and the
+    figures into out_dir and returns the comparison."""
+    out_dir = Path(out_dir)
+    known = METHOD_OVERRIDES
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1 (got {seeds})")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
+    # the baseline (first): uniform, or the first method named (e.g. uniform-reverse)
+    base = "uniform" if "uniform" in methods else methods[0]
+    order = [base] + [m for m in methods if m != base]
+    group = Group(out_dir, cfg, {m: METHOD_OVERRIDES[m] for m in order})
+    runs = run_groups([group], seeds, jobs, overwrite, progress)[0]
+    result = summarise(runs, seeds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "comparison.json").write_text(json.dumps(strict_json(result), indent=2))
+    (out_dir / "comparison.md").write_text(comparison_markdown(result))
+    plot_comparison(result, out_dir)
+    return result

@@ -1,0 +1,351 @@
+"""`paced study`: where does frontier weighting pay? A grid of equal-compute comparisons.
+
+Axes (each group of arms is a `paced compare` of its own: same seeds, the group's uniform run
+sets the FLOPs budget, paired differences against it):
+  pool       the training pool's composition, by cell mix (POOLS): from frontier-rich to
+             heavy in problems the student cannot solve at the start. The shares of
+             hopeless (p_hat = 0), frontier and solved (p_hat = 1) problems are MEASURED by
+             the first pass-rate refresh of the weighted runs (K = 8) and reported per run.
+  weighting  uniform, hard band (0 < p_hat < 1), Beta kernels w = p^a (1-p)^b over a grid of
+             (a, b) (KERNEL_GRID; (1, 1) is Paced's default), Beta (1, 1) with a floor
+             weight at p_hat = 0 (weights.floor), and the posterior-mean estimator of
+             p(1-p) instead of the plug-in (nonzero at p_hat = 0 and 1).
+  loss       forward KL on teacher references; reverse KL on the student's own samples.
+Every run is recorded; study.csv has one row per run (tidy), with the pool's measured
+shares, the run's metrics (compare.seed_metrics) and its ratios to the same-seed uniform run.
+
+Resumable: runs live in OUT/<pool>-<loss>/<arm>/seed<s>; a finished run of the same config is
+reused and an interrupted one resumed (compare.train_or_reuse), so a killed study continues
+where it stopped. Outputs (study_report): study.csv, table.md, phase.png (AUC ratio to
+uniform against the measured hopeless share, 95 % bootstrap intervals over seeds) and
+kernel_map.png (compute to reach uniform's final accuracy over (a, b)).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paced_theory.errors import ConfigError
+from paced_theory.jsonable import strict_json
+from paced_theory.stats import bootstrap_ci, paired
+from paced_train.config import RunConfig, apply_overrides
+from paced_train.experiments.compare import Group, run_groups, seed_metrics
+
+# Cell mixes of add2 (solved at the start), add3 (~45 % of its problems at p_hat = 0),
+# mul2 (mostly frontier), add4 and mul3 (hopeless); training problems per cell.
+POOLS: dict[str, list[str]] = {
+    "frontier": ["data.add_digits=[2,3]", "data.add_counts=[300,300]", "data.mul_digits=[2]",
+                 "data.mul_counts=[1200]"],
+    "demo": ["data.add_digits=[2,3]", "data.add_counts=[300,1200]", "data.mul_digits=[2]",
+             "data.mul_counts=[600]"],
+    "hopeless": ["data.add_digits=[2,3,4]", "data.add_counts=[300,1200,900]",
+                 "data.mul_digits=[2]", "data.mul_counts=[600]"],
+    "hopeless+": ["data.add_digits=[2,3,4]", "data.add_counts=[300,1200,1200]",
+                  "data.mul_digits=[2,3]", "data.mul_counts=[600,1200]"],
+}
+KERNEL_GRID = [(a, b) for a in (0.5, 1.0, 2.0) for b in (0.5, 1.0, 2.0)]
+FLOOR = 0.05  # weight of a p_hat = 0 problem in the "floor" arm (Paced's peak weight is 0.25)
+FORWARD = "loss.schedule=forward"
+REVERSE = "loss.schedule=reverse"
+
+
+def beta_arm(a: float, b: float) -> str:
+    return f"beta{a:g},{b:g}"
+
+
+def forward_arms(kernels: list[tuple[float, float]]) -> dict[str, list[str]]:
+    arms = {"uniform": ["weights.method=uniform", FORWARD],
+            "hard": ["weights.method=hard", FORWARD],
+            "paced": ["weights.method=paced", FORWARD],
+            "floor": ["weights.method=paced", f"weights.floor={FLOOR}", FORWARD],
+            "posterior": ["weights.method=paced", "weights.estimator=posterior", FORWARD]}
+    for a, b in kernels:
+        if (a, b) != (1.0, 1.0):  # (1, 1) is "paced"
+            arms[beta_arm(a, b)] = ["weights.method=paced", f"weights.alpha={a}",
+                                    f"weights.beta={b}", FORWARD]
+    return arms
+
+
+REVERSE_ARMS = {"uniform": ["weights.method=uniform", REVERSE],
+                "paced": ["weights.method=paced", REVERSE],
+                "hard": ["weights.method=hard", REVERSE]}
+
+
+@dataclass(frozen=True)
+class StudySize:
+    pools: tuple[str, ...]
+    seeds: int
+    kernel_pool: str           # the pool that gets the whole (a, b) grid
+    reverse_pools: tuple[str, ...]
+    kernels: tuple[tuple[float, float], ...] = tuple(KERNEL_GRID)
+    overrides: tuple[str, ...] = ()
+
+
+SIZES = {
+    # 96 runs (bench/results/study/README.md has the time)
+    "default": StudySize(tuple(POOLS), 3, "demo", ("frontier", "hopeless")),
+    # seconds with tiny models: the test suite's
+    "quick": StudySize(("frontier", "hopeless"), 1, "frontier", ("frontier",),
+                       ((1.0, 1.0), (0.5, 2.0)),
+                       ("budget.steps=4", "eval.every_frac=0.5", "data.n_eval_per_cell=2",
+                        "data.n_retention=4", "rollouts.K=4", "rollouts.settled_K=2",
+                        "rollouts.refresh_every=2", "data.add_counts=[]", "data.mul_counts=[]",
+                        "data.n_train_per_cell=6", "eval.mean_at_k=1")),
+}
+
+
+def study_groups(cfg: RunConfig, out: Path, size: StudySize) -> list[Group]:
+    """The groups of arms (one equal-compute comparison each) of a study of this size."""
+    unknown = [p for p in (*size.pools, size.kernel_pool, *size.reverse_pools) if p not in POOLS]
+    if unknown:
+        raise ConfigError(f"study: unknown pool(s) {unknown}; known: {', '.join(POOLS)}")
+    groups = []
+    for pool in size.pools:
+        kernels = list(size.kernels) if pool == size.kernel_pool else [(1.0, 1.0)]
+        # size overrides last: a quick study may shrink the pool's counts
+        over = POOLS[pool] + list(size.overrides)
+        groups.append(Group(out / f"{pool}-forward", apply_overrides(cfg, over),
+                            forward_arms(kernels)))
+    for pool in size.reverse_pools:
+        groups.append(Group(out / f"{pool}-reverse",
+                            apply_overrides(cfg, POOLS[pool] + list(size.overrides)),
+                            dict(REVERSE_ARMS)))
+    return groups
+
+
+def arm_params(cfg: RunConfig) -> dict:
+    w = cfg.weights
+    return {"weighting": w.method, "alpha": w.alpha, "beta": w.beta, "estimator": w.estimator,
+            "floor": w.floor, "loss": cfg.loss.schedule}
+
+
+def tidy_rows(group: Group, runs: dict[str, list[dict]]) -> list[dict]:
+    """One row per run of a group: pool, arm, seed, measured shares, metrics, ratios."""
+    per = seed_metrics(runs)
+    base = next(iter(runs))
+    seeds = len(runs[base])
+    shares = []
+    for s in range(seeds):  # the pool at the start, from any weighted run of this seed
+        found = [rs[s].get("pass_rate_shares_start") for rs in runs.values()]
+        shares.append(next((x for x in found if x), None) or {})
+    pool, loss = group.out_dir.name.rsplit("-", 1)
+    rows = []
+    for arm, rs in runs.items():
+        cfg = apply_overrides(group.cfg, group.arms[arm])
+        for s in range(seeds):
+            m, u = per[arm], per[base]
+            rows.append({
+                "pool": pool, "loss": loss, "arm": arm, **arm_params(cfg), "seed": s,
+                "hopeless_share": shares[s].get("zero"),
+                "frontier_share": shares[s].get("frontier"),
+                "solved_share": shares[s].get("one"),
+                "start_acc": m["start_acc"][s], "final_acc": m["final_acc"][s],
+                "auc": m["auc"][s], "auc_train": m["auc_train"][s],
+                "final_diff": m["final_acc"][s] - u["final_acc"][s],
+                "auc_ratio": m["auc"][s] / u["auc"][s] if u["auc"][s] else None,
+                "compute_ratio_to_uniform": m["compute_ratio_to_uniform"][s],
+                "forgetting": m["forgetting"][s],
+                "rollout_flops_share": m["rollout_flops_share"][s],
+                "steps": m["steps"][s], "flops": rs[s]["flops"], "wall_s": rs[s]["wall_s"],
+                "run_dir": rs[s]["run_dir"]})
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    """study.csv back as dicts with numbers parsed (empty cells: None)."""
+    def parse(v: str):
+        if v == "":
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    with open(path, newline="") as f:
+        return [{k: parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int = 2,
+              seeds: int | None = None, overwrite: bool = False) -> dict:
+    """Run (or continue) a study; writes OUT/study.csv and the report; returns its summary."""
+    if size not in SIZES:
+        raise ConfigError(f"study: unknown size {size!r}; choose from {', '.join(SIZES)}")
+    out = Path(out)
+    spec = SIZES[size]
+    n_seeds = seeds or spec.seeds
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1 (got {n_seeds})")
+    t0 = time.time()
+    groups = study_groups(cfg, out, spec)
+    runs = run_groups(groups, n_seeds, jobs, overwrite)
+    rows = [r for g, rs in zip(groups, runs) for r in tidy_rows(g, rs)]
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "study.csv")
+    summary = study_report(rows, out, kernel_pool=spec.kernel_pool)
+    summary.update(size=size, seeds=n_seeds, jobs=jobs, wall_s=round(time.time() - t0, 1),
+                   runs=len(rows))
+    (out / "study.json").write_text(json.dumps(strict_json(summary), indent=2,
+                                                allow_nan=False))
+    return summary
+
+
+# ----------------------------------------------------------------------------- report
+def _by(rows, **match):
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def arm_table(rows: list[dict]) -> list[dict]:
+    """Per (pool, loss, arm): seeds, mean hopeless share, and the paired comparisons with the
+    group's uniform arm (AUC ratio, final-accuracy difference, compute ratio), bootstrap."""
+    out = []
+    for pool, loss, arm in dict.fromkeys((r["pool"], r["loss"], r["arm"]) for r in rows):
+        rs = sorted(_by(rows, pool=pool, loss=loss, arm=arm), key=lambda r: r["seed"])
+        us = sorted(_by(rows, pool=pool, loss=loss, arm="uniform"), key=lambda r: r["seed"])
+        auc = paired([r["auc"] for r in rs], [u["auc"] for u in us], kind="ratio")
+        final = paired([r["final_acc"] for r in rs], [u["final_acc"] for u in us])
+        comp = bootstrap_ci([r["compute_ratio_to_uniform"] for r in rs])
+        h = [r["hopeless_share"] for r in rs if r["hopeless_share"] is not None]
+        out.append({"pool": pool, "loss": loss, "arm": arm, "n": len(rs),
+                    "hopeless_share": float(np.mean(h)) if h else None,
+                    "final_acc": float(np.mean([r["final_acc"] for r in rs])),
+                    "auc": float(np.mean([r["auc"] for r in rs])),
+                    "auc_ratio": auc, "final_diff": final,
+                    "compute_ratio": comp,
+                    "reached": sum(r["compute_ratio_to_uniform"] is not None for r in rs),
+                    "rollout_flops_share": float(np.mean([r["rollout_flops_share"] or 0
+                                                          for r in rs]))})
+    return out
+
+
+def table_markdown(table: list[dict]) -> str:
+    from paced_train.experiments.report import ci
+
+    lines = ["| pool | loss | arm | hopeless share | final acc | Δ final vs uniform | AUC | "
+             "AUC ratio to uniform | compute to uniform's final (× uniform) | rollout FLOPs "
+             "share |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in table:
+        c = t["compute_ratio"]
+        comp = (f"{c[0]:.2f} [{c[1]:.2f}, {c[2]:.2f}] ({t['reached']}/{t['n']})"
+                if t["reached"] else f"not reached (0/{t['n']})")
+        h = "–" if t["hopeless_share"] is None else f"{t['hopeless_share']:.2f}"
+        lines.append(f"| {t['pool']} | {t['loss']} | {t['arm']} | {h} | {t['final_acc']:.3f} | "
+                     f"{ci(t['final_diff'])} | {t['auc']:.3f} | "
+                     f"{ci(t['auc_ratio'], '{:.3f}')} | {comp} | {t['rollout_flops_share']:.2f} |")
+    return "\n".join(lines)
+
+
+def study_report(rows: list[dict], out: Path, kernel_pool: str | None = None) -> dict:
+    """table.md, phase.png, kernel_map.png from the tidy rows; returns the table."""
+    table = arm_table(rows)
+    (out / "table.md").write_text(table_markdown(table) + "\n")
+    plot_phase(table, out / "phase.png")
+    if kernel_pool:
+        plot_kernel_map(table, kernel_pool, out / "kernel_map.png")
+    return {"table": table}
+
+
+def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = None) -> None:
+    """AUC ratio (method / uniform, same seeds) against the measured hopeless share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paced_train.experiments.report import PALETTE
+
+    losses = sorted({t["loss"] for t in table})
+    fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 3.6), squeeze=False)
+    colors = {**PALETTE, "floor": "#56B4E9", "posterior": "#CC79A7"}
+    for ax, loss in zip(axes[0], losses):
+        for arm in ("paced", "hard", "floor", "posterior"):
+            ts = sorted([t for t in table if t["loss"] == loss and t["arm"] == arm
+                         and t["hopeless_share"] is not None], key=lambda t: t["hopeless_share"])
+            if not ts:
+                continue
+            x = [t["hopeless_share"] for t in ts]
+            y = [t["auc_ratio"]["mean"] for t in ts]
+            err = [[t["auc_ratio"]["mean"] - t["auc_ratio"]["lo"] for t in ts],
+                   [t["auc_ratio"]["hi"] - t["auc_ratio"]["mean"] for t in ts]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=arm,
+                        color=colors.get(arm, "#999999"))
+        for p in prediction or []:
+            if p["loss"] == loss:
+                ax.plot(p["x"], p["y"], ls="--", color=colors.get(p["arm"], "#999999"),
+                        label=f"{p['arm']} (simulator)")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set(xlabel="hopeless share of the pool at the start (p_hat = 0, K = 8)",
+               ylabel="AUC ratio to uniform (same seeds)", title=f"{loss} KL")
+        ax.legend(fontsize=7)
+    fig.suptitle("Where weighting pays: above 1, the method beats uniform at equal compute")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def kernel_cells(table: list[dict], pool: str) -> dict[tuple[float, float], dict]:
+    """{(a, b): table row} of the forward Beta arms of one pool ((1, 1) is "paced")."""
+    out = {}
+    for t in table:
+        if t["pool"] != pool or t["loss"] != "forward":
+            continue
+        if t["arm"] == "paced":
+            out[(1.0, 1.0)] = t
+        elif t["arm"].startswith("beta"):
+            a, b = (float(x) for x in t["arm"][4:].split(","))
+            out[(a, b)] = t
+    return out
+
+
+def plot_kernel_map(table: list[dict], pool: str, path: Path,
+                    marks: dict[str, tuple[float, float]] | None = None) -> None:
+    """AUC ratio to uniform over the (a, b) grid of one pool, with kernels of interest
+    marked (the probe's fit, the theory's), where given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = kernel_cells(table, pool)
+    if not cells:
+        return
+    alphas = sorted({a for a, _ in cells})
+    betas = sorted({b for _, b in cells})
+    grid = np.full((len(betas), len(alphas)), np.nan)
+    for (a, b), t in cells.items():
+        grid[betas.index(b), alphas.index(a)] = t["auc_ratio"]["mean"]
+    fig, ax = plt.subplots(figsize=(4.8, 4.3))
+    finite = grid[np.isfinite(grid)]
+    lo, hi = (min(0.8, finite.min()), max(1.2, finite.max())) if finite.size else (0.8, 1.2)
+    im = ax.imshow(grid, origin="lower", cmap="RdBu", vmin=lo, vmax=hi)
+    for (a, b), t in cells.items():
+        r = t["auc_ratio"]
+        ax.text(alphas.index(a), betas.index(b) - 0.22,
+                f"{r['mean']:.3f}\n[{r['lo']:.2f}, {r['hi']:.2f}]", ha="center", va="center",
+                fontsize=7)
+    for (label, (a, b)), marker in zip((marks or {}).items(), "*Dos^"):
+        x = np.interp(np.log(a), np.log(alphas), np.arange(len(alphas)))
+        y = np.interp(np.log(max(b, 1e-3)), np.log(betas), np.arange(len(betas)))
+        ax.plot(x, y, marker=marker, ms=8, mfc="none", mec="k", ls="none", label=label)
+    if marks:
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
+    ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
+    ax.set(xlabel="alpha (weight on the pass rate p)", ylabel="beta (weight on 1 - p)",
+           title=f"AUC ratio to uniform, w = p^a (1-p)^b ({pool} pool)")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

@@ -1,0 +1,322 @@
+"""The PACED distillation loop: one screen of stages, read top to bottom.
+
+    setup        models, problems, optimizer, pass-rate table, ledger   (distill, tasks, state)
+    loop, until budget.steps or budget.flops:
+      rollouts   refresh the pass-rate table when due: K student rollouts per
+                 training problem, verified                                    (rollouts)
+      weights    B candidates (batching) weighted from the table by paced_theory's
+                 kernels                                                       (passrates)
+      drop       problems of weight 0 leave the batch HERE, before any teacher or student
+                 forward pass; the rest is split over ranks                    (distributed)
+      step       completions (teacher references, or fresh student samples for reverse KL),
+                 teacher and student logits on them (distill), per-sequence divergence and
+                 sum_i w_i L_i / normaliser (losses), backward, clip, AdamW
+      evaluate   held-out accuracy, mean@k, retention when due               (evaluate)
+      log        a metrics.jsonl row with the compute ledger; a checkpoint when due
+    summary.json
+
+Reproducibility: every random draw of step s comes from a generator seeded by
+(run.seed, s, stream) (seeding.py), so the random streams are a function of the checkpointed
+step, and a run killed and resumed from checkpoints/last.safetensors ends with the same
+metrics and weights as an uninterrupted run (on CPU; CUDA kernels are not bitwise
+deterministic). Under torchrun the ranks split rollouts and candidates and keep weights,
+normaliser and ledger global (distributed.py); rank 0 alone evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from paced_theory.errors import PacedError
+from paced_theory.jsonable import strict_json
+from paced_train import rundir, tasks
+from paced_train.config import RunConfig, config_to_toml
+from paced_train.loop import distributed, losses
+from paced_train.loop.batching import candidates, sampling_pool
+from paced_train.loop.distill import (
+    load_models,
+    n_params,
+    student_logits,
+    teacher_logits,
+    teacher_references,
+    teacher_view,
+)
+from paced_train.loop.evaluate import evaluate, forgetting
+from paced_train.loop.ledger import Ledger, MetricsLog
+from paced_train.loop.passrates import PassRateTable, normaliser, problem_weights
+from paced_train.loop.rollouts import on_policy_samples, refresh_due, refresh_pass_rates
+from paced_train.loop.schedule import eval_due, loss_kind, lr_at, run_progress
+from paced_train.loop.seeding import seed_for, seeded_global_rng
+from paced_train.loop.state import Run, State, resume_state, timed
+from paced_train.models.checkpoint import checkpoint_path, checkpoint_step, save_checkpoint
+from paced_train.models.tokenizer import CharTokenizer
+
+IDLE_REFRESHES = 3  # refreshes in a row that leave every weight 0: the run stops (degenerate)
+LEGEND = ("bar: loss = the step's weighted loss, acc = held-out accuracy at the last eval, "
+          "kept = problems with weight > 0 / candidates, p = pass-rate table: 0:never solved "
+          "[counts in 4 bins of (0, 1)] 1:always solved")
+
+
+class NonFiniteError(PacedError):
+    """A NaN or infinite loss or gradient norm: the run stops before the update (train()
+    adds which checkpoint, if any, holds the last good state)."""
+
+
+def train(cfg: RunConfig, out_dir: Path | str, resume: bool = False,
+          overwrite: bool = False) -> dict:
+    """Distil cfg.models.teacher into cfg.models.student; returns the summary (also written
+    to out_dir/summary.json; metrics.jsonl and checkpoints/last.safetensors beside it).
+    The run holds out_dir exclusively (rundir.py): a directory that already holds a run is
+    refused unless resume (continue it) or overwrite (replace it). A run whose weights are
+    all 0 after IDLE_REFRESHES refreshes in a row stops with summary["stopped"] saying why.
+    Under torchrun the ranks share the work (distributed.py) and rank 0 alone writes; the
+    other ranks return {"rank": r}."""
+    out_dir = Path(out_dir)
+    with rundir.claim(out_dir, resume=resume, overwrite=overwrite,
+                      main=rundir.is_main_process()):
+        try:
+            return _train(cfg, out_dir, resume)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"{exc} {_last_good(cfg, checkpoint_path(out_dir))}") from None
+
+
+# ----------------------------------------------------------------------------- setup
+def setup(cfg: RunConfig) -> tuple[Run, State]:
+    """Models, problems, optimizer (Run) and an empty pass-rate table and ledger (State)."""
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    d, device = distributed.init(cfg.run.device)
+    student, teacher, tok = load_models(cfg, device)
+    train_set, heldout, retention = tasks.build_problems(cfg)
+    if isinstance(tok, CharTokenizer):  # a fixed character set: JSONL text may fall outside
+        every = train_set + heldout + retention
+        for view in (every, teacher_view(cfg, every)):
+            tasks.check_prompts(view, tok.encode_prompt)  # errors name the file and line
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
+                            weight_decay=cfg.optim.weight_decay)
+    run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
+              distributed.wrap(student, d, device), d)
+    st = State(step=0, table=PassRateTable([p.id for p in train_set]),
+               ledger=Ledger(n_params(student), n_params(teacher)))
+    return run, st
+
+
+# ------------------------------------------------------------------------------ loop
+def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
+    t_start = time.perf_counter()
+    ckpt, metrics = checkpoint_path(out_dir), MetricsLog(out_dir / "metrics.jsonl")
+    run, st = setup(cfg)
+    d, main = run.dist, run.dist.is_main
+    if resume:
+        resume_state(run, st, ckpt)
+        if main:
+            metrics.truncate(st.step)
+    wall0 = st.wall - t_start  # st.wall = wall0 + now: the run's wall time, across resumes
+    if not resume and main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").write_text(config_to_toml(cfg))
+        st.last_eval = _eval(run, st)
+        st.retention_start = st.last_eval["retention"]
+        st.wall = wall0 + time.perf_counter()
+        metrics.start([_eval_row(st, st.last_eval)])
+
+    def done() -> bool:  # the ledger and the table are global, so every rank agrees
+        return (st.step >= cfg.budget.steps or 0 < cfg.budget.flops <= st.ledger.flops
+                or st.idle_refreshes >= IDLE_REFRESHES)
+
+    if cfg.run.progress and main:
+        print(LEGEND, file=sys.stderr)
+    bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not (cfg.run.progress and main),
+               desc=cfg.run.name, dynamic_ncols=True)
+    while not done():
+        # rollouts: refresh the pass-rate table when due
+        before = st.ledger.row()
+        if refresh_due(cfg, st):
+            st.last_refresh = st.step
+            refresh_pass_rates(run, st)
+            distributed.sum_ledger(d, st.ledger, before, run.device)
+            st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
+            before = st.ledger.row()
+            idle = not problem_weights(cfg.weights, st.table, st.table.ids).any()
+            st.idle_refreshes = st.idle_refreshes + 1 if idle else 0
+        st.step += 1
+        progress0 = run_progress(cfg, st.step - 1, st.ledger.flops)
+        lr = lr_at(st.step, cfg, progress0)
+        for g in run.opt.param_groups:
+            g["lr"] = lr
+        # weights of this step's candidates, then drop every problem of weight 0
+        pool = sampling_pool(cfg, st.table)
+        cand = [run.train_set[i] for i in
+                pool[candidates(len(pool), cfg.optim.batch_size, cfg.run.seed, st.step)]]
+        w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
+        keep = w > 0
+        row = {"kind": "step", "step": st.step, "n_kept": int(keep.sum()),
+               "n_dropped": int((~keep).sum()), "loss": None,
+               "loss_kind": loss_kind(cfg, st.step, st.ledger.flops),
+               "w_mean": float(w[keep].mean()) if keep.any() else None}
+        # step on this rank's share of the kept problems, with the global normaliser
+        if keep.any():
+            norm = normaliser(w[keep], cfg.weights.normalise, cfg.optim.batch_size)
+            mine = distributed.shard(d, keep)
+            row.update(distill_step(run, st, [cand[i] for i in mine], w[mine], norm))
+        distributed.sum_ledger(d, st.ledger, before, run.device)
+        st.wall = wall0 + time.perf_counter()
+        row.update(st.ledger.row(), lr=lr, wall_s=round(st.wall, 3))
+        # evaluate and log
+        rows = [row]
+        if main and (eval_due(cfg, st.step, progress0, st.ledger.flops) or done()):
+            st.last_eval = _eval(run, st)
+            rows.append(_eval_row(st, st.last_eval))
+        ckpt_due = st.step % cfg.run.ckpt_every == 0 or done()
+        if ckpt_due:  # a collective: every rank takes part
+            distributed.merge_dicts(d, st.references, st.reference_ok)
+        if main:
+            metrics.append(rows)
+            if ckpt_due:
+                st.wall = wall0 + time.perf_counter()
+                save_checkpoint(ckpt, model=run.student, optimizer=run.opt, step=st.step,
+                                rng_state={}, extra=st.extra(cfg))
+        bar.update(1)
+        if main and (st.step % cfg.run.log_every == 0 or done()):
+            bar.set_postfix_str(f"loss {_fmt(row['loss'])} acc {_fmt(st.last_eval['acc'])} "
+                                f"kept {row['n_kept']}/{len(cand)} p {st.table.histogram()}")
+    bar.close()
+    if not main:
+        return {"rank": d.rank}
+    st.wall = wall0 + time.perf_counter()
+    summary = _summary(run, st)
+    if st.idle_refreshes >= IDLE_REFRESHES:
+        summary["stopped"] = _idle_message(cfg, st)
+        print(f"paced: run stopped: {out_dir}: {summary['stopped']}", file=sys.stderr)
+    (out_dir / "summary.json").write_text(json.dumps(strict_json(summary), indent=2))
+    return summary
+
+
+# ------------------------------------------------------------------------------ step
+def distill_step(run: Run, st: State, batch: list, weights: np.ndarray, norm: float) -> dict:
+    """One optimizer step on this rank's kept problems `batch` (all weights > 0; possibly
+    none on some ranks when distributed) with the GLOBAL normaliser `norm`."""
+    cfg, device, d = run.cfg, run.device, run.dist
+    kind = loss_kind(cfg, st.step, st.ledger.flops)
+    if kind == "reverse":  # on-policy: one student sample per problem, also a rollout
+        completions = on_policy_samples(run, st, batch)
+    else:
+        completions = teacher_references(run, st, batch)
+    if not batch:
+        return _idle_step(run, st, kind)
+    with timed(st, "teacher", device):
+        t_logits, n_teacher = teacher_logits(run, batch, completions)
+    st.ledger.teacher(n_teacher)
+    with timed(st, "student", device), seeded_global_rng(cfg.run.seed, st.step, device):
+        s_logits, mask, n_tokens = student_logits(run, batch, completions)
+        per_seq = losses.divergence(kind, s_logits, t_logits, mask, cfg.loss)
+        w = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        # W * (this rank's share): DDP averages gradients over the W ranks
+        total, grad_norm = _update(run, st, losses.weighted_loss(per_seq, w, norm) * d.world)
+    st.ledger.student_step(n_tokens)
+    return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
+
+
+def _idle_step(run: Run, st: State, kind: str) -> dict:
+    """A rank with no kept problem this step while others have some (distributed only): it
+    joins the gradient all-reduce with zero gradients and takes the same optimizer step."""
+    x = torch.full((1, 1), run.tok.pad_id, dtype=torch.long, device=run.device)
+    total, grad_norm = _update(run, st, run.student_fwd(x).float().sum() * 0.0)
+    return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
+
+
+def _update(run: Run, st: State, loss: torch.Tensor) -> tuple[float, float]:
+    """backward + clip + AdamW step on this rank's loss; returns (global loss, grad norm).
+    Both checks see global values (the loss summed over ranks, the all-reduced gradient),
+    so every rank stops together; the loss is checked before backward: weights stay good."""
+    d = run.dist
+    total = float(distributed.all_sum(d, [loss.item()], run.device)[0]) / d.world
+    _check_finite(torch.tensor(total), "loss", st.step)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip = run.cfg.optim.grad_clip if run.cfg.optim.grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.student.parameters(), clip)
+    _check_finite(grad_norm, "gradient norm", st.step)
+    run.opt.step()
+    return total, grad_norm.item()
+
+
+def _check_finite(x: torch.Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(x):
+        raise NonFiniteError(f"step {step}: the {what} is {x.item()} (not finite), so the run "
+                             "stopped before this update.")
+
+
+# ----------------------------------------------------------------- evaluate and log
+def _eval(run: Run, st: State) -> dict:
+    with timed(st, "eval", run.device):
+        return evaluate(run.student, run.tok, run.heldout, run.retention, run.cfg.eval,
+                        seed=seed_for(run.cfg.run.seed, st.step, "eval"))
+
+
+def _eval_row(st: State, ev: dict) -> dict:
+    return {"kind": "eval", "step": st.step, "flops": st.ledger.flops,
+            "rollout_flops": st.ledger.rollout_flops, **ev,
+            "forgetting": forgetting(st.retention_start, ev["retention"]),
+            "wall_s": round(st.wall, 3)}
+
+
+def _summary(run: Run, st: State) -> dict:
+    t = st.timers
+    busy = t["rollout"] + t["teacher"] + t["student"]
+    ref_ok = list(st.reference_ok.values())
+    return {"name": run.cfg.run.name, "steps": st.step, **st.last_eval,
+            "retention_start": st.retention_start,
+            "forgetting": forgetting(st.retention_start, st.last_eval["retention"]),
+            **st.ledger.row(), "wall_s": round(st.wall, 3),
+            "timers_s": {k: round(v, 3) for k, v in t.items()},
+            # time generating student rollouts, as a share of the training phases (rollout +
+            # teacher + student; what `paced compare` reports) and of the whole wall time
+            "rollout_share": t["rollout"] / busy if busy > 0 else 0.0,
+            "rollout_share_of_wall": t["rollout"] / st.wall if st.wall > 0 else 0.0,
+            "rollout_flops_share": (st.ledger.rollout_flops / st.ledger.flops
+                                    if st.ledger.flops > 0 else 0.0),
+            "pass_rate_histogram": st.table.histogram(),
+            "refreshes": len(st.table.history),
+            "pass_rate_shares_start": st.table.shares(0),
+            "pass_rate_shares_end": st.table.shares(),
+            "teacher_reference_acc": float(np.mean(ref_ok)) if ref_ok else None,
+            "n_train": len(run.train_set), "n_heldout": len(run.heldout),
+            "device": str(run.device)}
+
+
+def _last_good(cfg: RunConfig, ckpt: Path) -> str:
+    """Where a stopped run can go on from, and what to change (for NonFiniteError)."""
+    step = checkpoint_step(ckpt)
+    where = (f"{ckpt} holds step {step}, the last good state" if step is not None else
+             f"No checkpoint was written yet (the first is due at step {cfg.run.ckpt_every})")
+    return (f"{where}. Usual cause: optim.lr too high for these models; start again with a "
+            "lower optim.lr and --overwrite (--resume keeps the run's optim.lr, so it helps "
+            "only when the cause was outside the config).")
+
+
+def _idle_message(cfg: RunConfig, st: State) -> str:
+    """Why a run stopped after IDLE_REFRESHES refreshes that kept nothing, and what to change."""
+    r = st.table.rates()
+    n0, n1 = int((r == 0).sum()), int((r == 1).sum())
+    rest = len(r) - n0 - n1
+    band = (f", {rest} lie outside weights.lo < p_hat < weights.hi" if rest else "")
+    return (f"every problem had weight 0 after {IDLE_REFRESHES} pass-rate refreshes in a row, "
+            f"so nothing was trained since the first of them and the run stopped at step "
+            f"{st.step}: of {len(r)} training problems the student solved none of its rollouts "
+            f"on {n0} (hopeless for it) and all of them on {n1} (already solved){band}, and "
+            f"weights.method = '{cfg.weights.method}' gives those weight 0. Give problems "
+            "nearer the student's level (data.*), more rollouts (rollouts.K) or a higher "
+            "rollouts.temperature, or use weights.method = 'uniform' or "
+            "weights.estimator = 'posterior'.")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"

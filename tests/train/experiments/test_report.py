@@ -1,0 +1,74 @@
+"""report.py: the comparison tables and figures, on a comparison built by compare.summarise
+from hand-made runs whose answers are known (one method better than uniform on every seed,
+one within noise of it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from paced_train.experiments.compare import summarise
+from paced_train.experiments.report import banded_curves, comparison_markdown, plot_comparison
+from paced_train.loop.ledger import MetricsLog
+
+SEEDS = 3
+BUDGET = 100.0
+# held-out accuracy at flops 0, 50, 100; "paced" is 0.1 above uniform after the start on
+# every seed, "hard" differs from uniform by noise of both signs
+OFFSET = {"uniform": [0.0, 0.0, 0.0], "paced": [0.1, 0.1, 0.1], "hard": [0.01, -0.01, 0.005]}
+
+
+def fake_runs(tmp_path) -> dict[str, list[dict]]:
+    runs = {}
+    for m, offs in OFFSET.items():
+        runs[m] = []
+        for s in range(SEEDS):
+            acc = np.array([0.4, 0.5, 0.6]) + 0.02 * s + np.array([0.0, offs[s], offs[s]])
+            d = tmp_path / m / f"seed{s}"
+            d.mkdir(parents=True)
+            MetricsLog(d / "metrics.jsonl").start(
+                [{"kind": "eval", "step": i, "flops": f, "acc": float(a), "rollout_flops": 0.0}
+                 for i, (f, a) in enumerate(zip([0.0, 50.0, BUDGET], acc))])
+            runs[m].append({"run_dir": str(d), "flops": BUDGET, "acc": float(acc[-1]),
+                            "forgetting": 0.1 - offs[s], "retention": 0.9, "mean_at_k": 0.5,
+                            "rollout_share": 0.0, "steps": 10 + s, "wall_s": 1.0,
+                            "acc_by_difficulty": {"add1": float(acc[-1])}})
+    return runs
+
+
+@pytest.fixture
+def result(tmp_path):
+    return summarise(fake_runs(tmp_path), SEEDS)
+
+
+def test_tables_have_a_row_per_method_and_mark_noise_as_not_significant(result):
+    md = comparison_markdown(result)
+    tables = [[line.split("|")[1:-1] for line in block.splitlines()[2:]]
+              for block in md.split("\n\n") if block.startswith("| method")]
+    assert len(tables) == 2
+    for table in tables:  # one row per method, uniform (the baseline) first
+        assert [row[0].strip() for row in table] == list(OFFSET)
+    accuracy = {row[0].strip(): row for row in tables[0]}
+    assert accuracy["uniform"][2].strip() == "–"  # no difference against itself
+    assert accuracy["paced"][2].strip() == "+0.100 [+0.100, +0.100]"  # 0.1 on every seed
+    assert accuracy["hard"][2].strip().endswith("n.s.")  # noise of both signs
+    assert accuracy["paced"][7].strip().startswith("0.50")  # reaches uniform's end at half
+    assert "Equal compute per seed: 100, 100, 100 FLOPs" in md
+
+
+def test_banded_curves_average_the_seeds_within_their_band(result):
+    curves = banded_curves(result, points=11, n_boot=200)
+    assert set(curves) == set(OFFSET)
+    x, mean, lo, hi = curves["uniform"]
+    assert x[0] == 0 and x[-1] == pytest.approx(1.0)
+    want = np.mean([np.interp(x, [0, 0.5, 1], np.array([0.4, 0.5, 0.6]) + 0.02 * s)
+                    for s in range(SEEDS)], axis=0)
+    np.testing.assert_allclose(mean, want, atol=1e-12)
+    assert np.all(lo <= mean + 1e-12) and np.all(mean <= hi + 1e-12)
+    assert np.all(curves["paced"][1][x >= 0.5] > mean[x >= 0.5])
+
+
+def test_plot_comparison_writes_both_figures(result, tmp_path):
+    plot_comparison(result, tmp_path)
+    for name in ("accuracy_vs_compute.png", "forgetting.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
