@@ -6,7 +6,7 @@ uniform run of budget.steps sets each seed's FLOPs budget, every other method st
 same seeds, data and cosine schedule), so a method is only ever compared with uniform at
 the same lr. Per lr and method it prints the final held-out accuracy and forgetting, and the
 paired differences from uniform (final accuracy, AUC against total FLOPs, forgetting
-reduction) with 95 % bootstrap intervals over seeds ("n.s." when the interval holds 0).
+reduction) with 95 % paired t-intervals over seeds ("n.s." when the interval holds 0).
 
     python bench/lr_sweep.py [--lrs 1e-3,3e-3,1e-2] [--seeds 3] [--jobs 2] [--out runs/lr_sweep]
 
@@ -31,15 +31,29 @@ from paced_train.experiments.report import ci, pm
 METHODS = ("uniform", "hard", "paced", "akl")
 
 
+def vs_uniform(res: dict, m: str) -> dict | None:
+    """The paired comparisons of method m with uniform, recomputed from the per-seed values
+    (so the table always uses paced_theory.stats' current intervals); None for uniform."""
+    base = res["baseline"]
+    if m == base:
+        return None
+    v, u = res["methods"][m]["per_seed"], res["methods"][base]["per_seed"]
+    return {"final_acc": paired(v["final_acc"], u["final_acc"]),
+            "auc": paired(v["auc"], u["auc"]),
+            "forgetting_reduction": paired(u["forgetting"], v["forgetting"])}
+
+
 def table(results: dict[str, dict]) -> str:
     """One row per (lr, method): means over seeds and paired differences from uniform."""
     out = ["| lr | method | start → final acc | Δ final vs uniform | Δ AUC vs uniform | "
            "forgetting | Δ forgetting (uniform − method) |", "|---|---|---|---|---|---|---|"]
     for lr, res in results.items():
         start = res["start_acc"][0]
+        u = res["methods"][res["baseline"]]["per_seed"]
+        gain = paired(u["final_acc"], u["start_acc"])
         for m, e in res["methods"].items():
-            vs = e.get("vs_uniform")
-            d_final = ci(vs["final_acc"]) if vs else f"(gain {ci(res['uniform_gain'])})"
+            vs = vs_uniform(res, m)
+            d_final = ci(vs["final_acc"]) if vs else f"(gain {ci(gain)})"
             out.append(f"| {lr} | {m} | {start:.3f} → {pm(e['final_acc'])} | {d_final} | "
                        f"{ci(vs['auc']) if vs else '–'} | {pm(e['forgetting'])} | "
                        f"{ci(vs['forgetting_reduction']) if vs else '–'} |")

@@ -15,9 +15,11 @@ Per method and seed it measures, from the run's metrics.jsonl:
                weighting alone buys) over [0, the smallest training-FLOPs total of the seed]
   compute_to_uniform_final   FLOPs to first reach the same seed's uniform final accuracy
   forgetting   retention accuracy at the start minus at the end
-and compares each method with uniform on the same seeds: the per-seed difference (ratio for
-compute) with a 95 % bootstrap interval over seeds (paced_theory.stats.paired), saying
-"not significant" when the interval contains 0.
+and compares each method with uniform on the same seeds: the per-seed difference with a 95 %
+paired t-interval, the seeds won and a sign-flip p-value (paced_theory.stats.paired), saying
+"not significant" when the interval contains 0. compute_to_uniform_final is None where a
+run never reaches the target, and for every method of a seed whose uniform run ends at or
+below its own start (the target is met at step 0, which says nothing).
 
 Runs are independent given their seed's budget, so `jobs` > 1 trains them in that many
 processes (the uniform runs first). A run directory already holding a finished run of the
@@ -179,7 +181,9 @@ def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
     train_end = [min(train_curves[m][s][0][-1] for m in runs) for s in range(seeds)]
     out = {}
     for m, rs in runs.items():
-        reach = [compute_to_reach(*curves[m][s], target[s]) for s in range(seeds)]
+        # a target met at the start (uniform ended at or below where it began) measures nothing
+        reach = [None if curves[m][s][1][0] >= target[s] else
+                 compute_to_reach(*curves[m][s], target[s]) for s in range(seeds)]
         out[m] = {
             "start_acc": [float(curves[m][s][1][0]) for s in range(seeds)],
             "final_acc": [r["acc"] for r in rs],
@@ -201,7 +205,7 @@ def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
 
 def summarise(runs: dict[str, list[dict]], seeds: int) -> dict:
     """comparison.json: per method the mean ± sd of every metric, the per-seed values, and the
-    paired comparison with uniform (bootstrap over seeds)."""
+    paired comparison with uniform (paced_theory.stats.paired: t-interval, seeds won, p)."""
     per = seed_metrics(runs)
     base = next(iter(runs))
     u = per[base]

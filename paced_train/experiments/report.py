@@ -1,5 +1,6 @@
-"""Markdown tables and figures of a `paced compare` result (comparison.json): means with 95 %
-bootstrap intervals over seeds, paired against uniform (paced_theory.stats)."""
+"""Markdown tables and figures of a `paced compare` result (comparison.json): means over seeds,
+paired against uniform with 95 % t-intervals, seeds won and sign-flip p-values
+(paced_theory.stats)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paced_theory.stats import bootstrap_ci
+from paced_theory.stats import t_interval
 from paced_train.loop.ledger import eval_curve
 
 # Okabe-Ito, colour-blind safe
@@ -23,11 +24,21 @@ def pm(x, fmt: str = "{:.3f}") -> str:
 
 
 def ci(p: dict | None, fmt: str = "{:+.3f}") -> str:
-    """'+0.031 [-0.010, +0.072] n.s.' of a paced_theory.stats.paired result."""
+    """A paced_theory.stats.paired result as text: '+0.031 [-0.010, +0.072] 7/10, p 0.09 n.s.'
+    (mean [95 % t-interval] seeds won / seeds, sign-flip p-value, 'n.s.' when not
+    significant). One seed has no interval; equal values on every seed say so instead of
+    printing a point interval."""
     if p is None or p["n"] == 0:
         return "–"
-    tag = {"not significant": " n.s.", "better": "", "worse": ""}[p["verdict"]]
-    return f"{fmt.format(p['mean'])} [{fmt.format(p['lo'])}, {fmt.format(p['hi'])}]{tag}"
+    tag = " n.s." if p["verdict"] == "not significant" else ""
+    mean = fmt.format(p["mean"])
+    if p["n"] == 1:
+        return f"{mean} (1 seed: no interval)"
+    won = f"{p['wins']}/{p['n']}"
+    if not p.get("spread", True):
+        return f"{mean} on all {p['n']} seeds (no spread), {won}, p {p['p']:.3f}{tag}"
+    return (f"{mean} [{fmt.format(p['lo'])}, {fmt.format(p['hi'])}] {won}, "
+            f"p {p['p']:.3f}{tag}")
 
 
 def comparison_markdown(result: dict) -> str:
@@ -35,7 +46,8 @@ def comparison_markdown(result: dict) -> str:
     gain = result["uniform_gain"]
     lines = [
         f"Starting student: held-out accuracy {pm(result['start_acc'])}. Uniform distillation "
-        f"changes it by {ci(gain)} (mean over {seeds} seeds, 95 % bootstrap interval).",
+        f"changes it by {ci(gain)} (mean over {seeds} seeds [95 % paired t-interval], "
+        "seeds won, sign-flip p-value).",
         "",
         "| method | final acc | Δ final vs uniform | AUC (total FLOPs) | Δ AUC vs uniform | "
         "AUC (training FLOPs) | Δ AUC train vs uniform | compute to uniform's final acc "
@@ -61,17 +73,19 @@ def comparison_markdown(result: dict) -> str:
     budgets = ", ".join(f"{f:.3g}" for f in result["budget_flops"])
     lines += ["", f"Equal compute per seed: {budgets} FLOPs (the uniform run's). Values are "
               f"mean ± sd over {seeds} seeds; Δ columns are paired same-seed differences "
-              "against uniform, mean [95 % percentile-bootstrap interval over seeds], marked "
-              "n.s. (not significant) where the interval contains 0. AUC is the mean held-out "
-              "accuracy over the compute axis (total FLOPs: [0, budget]; training FLOPs: [0, "
-              "the seed's smallest training total]). Forgetting reduction > 0: the method "
-              "forgets less than uniform."]
+              "against uniform: mean [95 % paired t-interval over seeds], seeds won / seeds, "
+              "two-sided sign-flip permutation p-value; n.s. (not significant) where the "
+              "interval contains 0 (or, with the same value on every seed, where p ≥ 0.05). "
+              "A verdict wants ≥ 10 seeds: with 5 the smallest possible p is 0.0625. AUC "
+              "is the mean held-out accuracy over the compute axis (total FLOPs: [0, "
+              "budget]; training FLOPs: [0, the seed's smallest training total]). "
+              "Forgetting reduction > 0: the method forgets less than uniform."]
     return "\n".join(lines)
 
 
-def banded_curves(result: dict, axis: str = "flops", points: int = 60, n_boot: int = 2000):
+def banded_curves(result: dict, axis: str = "flops", points: int = 60):
     """{method: (x, mean, lo, hi)}: held-out accuracy against compute as a fraction of each
-    seed's budget, on a common grid, with the mean over seeds and its 95 % bootstrap band."""
+    seed's budget, on a common grid, with the mean over seeds and its 95 % t-band."""
     budgets = result["budget_flops"]
     out = {}
     for m, r in result["methods"].items():
@@ -79,7 +93,7 @@ def banded_curves(result: dict, axis: str = "flops", points: int = 60, n_boot: i
         ends = [x[-1] / b for (x, _), b in zip(curves, budgets)]
         grid = np.linspace(0.0, min(min(ends), 1.0), points)
         ys = np.array([np.interp(grid, x / b, y) for (x, y), b in zip(curves, budgets)])
-        band = np.array([bootstrap_ci(ys[:, j], n_boot=n_boot) for j in range(points)])
+        band = np.array([t_interval(ys[:, j]) for j in range(points)])
         out[m] = (grid, band[:, 0], band[:, 1], band[:, 2])
     return out
 
@@ -98,9 +112,9 @@ def plot_curves(ax, result: dict, axis: str) -> list[dict]:
 
 
 def plot_forgetting(ax, result: dict) -> list[dict]:
-    """Forgetting per method: mean over seeds with its 95 % bootstrap interval."""
+    """Forgetting per method: mean over seeds with its 95 % t-interval."""
     names = list(result["methods"])
-    stats = [bootstrap_ci(result["methods"][m]["per_seed"]["forgetting"]) for m in names]
+    stats = [t_interval(result["methods"][m]["per_seed"]["forgetting"]) for m in names]
     mean = np.array([s[0] for s in stats])
     err = np.array([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]])
     ax.bar(names, mean, yerr=err, capsize=3, color=[PALETTE.get(m, "#999999") for m in names])

@@ -17,7 +17,7 @@ shares, the run's metrics (compare.seed_metrics) and its ratios to the same-seed
 Resumable: runs live in OUT/<pool>-<loss>/<arm>/seed<s>; a finished run of the same config is
 reused and an interrupted one resumed (compare.train_or_reuse), so a killed study continues
 where it stopped. Outputs (study_report): study.csv, table.md, phase.png (AUC ratio to
-uniform against the measured hopeless share, 95 % bootstrap intervals over seeds) and
+uniform against the measured hopeless share, 95 % paired t-intervals over seeds) and
 kernel_map.png (compute to reach uniform's final accuracy over (a, b)).
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from paced_theory.errors import ConfigError
 from paced_theory.jsonable import strict_json
-from paced_theory.stats import bootstrap_ci, paired
+from paced_theory.stats import paired, t_interval
 from paced_train.config import RunConfig, apply_overrides
 from paced_train.experiments.compare import Group, run_groups, seed_metrics
 
@@ -209,14 +209,15 @@ def _by(rows, **match):
 
 def arm_table(rows: list[dict]) -> list[dict]:
     """Per (pool, loss, arm): seeds, mean hopeless share, and the paired comparisons with the
-    group's uniform arm (AUC ratio, final-accuracy difference, compute ratio), bootstrap."""
+    group's uniform arm (AUC ratio, final-accuracy difference: paced_theory.stats.paired;
+    compute ratio: its t-interval over the seeds that reached uniform's final accuracy)."""
     out = []
     for pool, loss, arm in dict.fromkeys((r["pool"], r["loss"], r["arm"]) for r in rows):
         rs = sorted(_by(rows, pool=pool, loss=loss, arm=arm), key=lambda r: r["seed"])
         us = sorted(_by(rows, pool=pool, loss=loss, arm="uniform"), key=lambda r: r["seed"])
         auc = paired([r["auc"] for r in rs], [u["auc"] for u in us], kind="ratio")
         final = paired([r["final_acc"] for r in rs], [u["final_acc"] for u in us])
-        comp = bootstrap_ci([r["compute_ratio_to_uniform"] for r in rs])
+        comp = t_interval([r["compute_ratio_to_uniform"] for r in rs])
         h = [r["hopeless_share"] for r in rs if r["hopeless_share"] is not None]
         out.append({"pool": pool, "loss": loss, "arm": arm, "n": len(rs),
                     "hopeless_share": float(np.mean(h)) if h else None,
@@ -238,8 +239,9 @@ def table_markdown(table: list[dict]) -> str:
              "share |", "|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         c = t["compute_ratio"]
-        comp = (f"{c[0]:.2f} [{c[1]:.2f}, {c[2]:.2f}] ({t['reached']}/{t['n']})"
-                if t["reached"] else f"not reached (0/{t['n']})")
+        comp = (f"not reached (0/{t['n']})" if not t["reached"] else
+                f"{c[0]:.2f} ({t['reached']}/{t['n']})" if t["reached"] == 1 else
+                f"{c[0]:.2f} [{c[1]:.2f}, {c[2]:.2f}] ({t['reached']}/{t['n']})")
         h = "–" if t["hopeless_share"] is None else f"{t['hopeless_share']:.2f}"
         lines.append(f"| {t['pool']} | {t['loss']} | {t['arm']} | {h} | {t['final_acc']:.3f} | "
                      f"{ci(t['final_diff'])} | {t['auc']:.3f} | "
@@ -272,13 +274,18 @@ def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = No
     for ax, loss in zip(axes[0], losses):
         for arm in ("paced", "hard", "floor", "posterior"):
             ts = sorted([t for t in table if t["loss"] == loss and t["arm"] == arm
-                         and t["hopeless_share"] is not None], key=lambda t: t["hopeless_share"])
+                         and t["hopeless_share"] is not None
+                         and t["auc_ratio"]["mean"] is not None],
+                        key=lambda t: t["hopeless_share"])
             if not ts:
                 continue
             x = [t["hopeless_share"] for t in ts]
             y = [t["auc_ratio"]["mean"] for t in ts]
-            err = [[t["auc_ratio"]["mean"] - t["auc_ratio"]["lo"] for t in ts],
-                   [t["auc_ratio"]["hi"] - t["auc_ratio"]["mean"] for t in ts]]
+            # no interval (one seed): no error bar
+            err = [[t["auc_ratio"]["mean"] - (t["auc_ratio"]["lo"] or t["auc_ratio"]["mean"])
+                    for t in ts],
+                   [(t["auc_ratio"]["hi"] or t["auc_ratio"]["mean"]) - t["auc_ratio"]["mean"]
+                    for t in ts]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=arm,
                         color=colors.get(arm, "#999999"))
         for p in prediction or []:
@@ -325,15 +332,17 @@ def plot_kernel_map(table: list[dict], pool: str, path: Path,
     betas = sorted({b for _, b in cells})
     grid = np.full((len(betas), len(alphas)), np.nan)
     for (a, b), t in cells.items():
-        grid[betas.index(b), alphas.index(a)] = t["auc_ratio"]["mean"]
+        mean = t["auc_ratio"]["mean"]
+        grid[betas.index(b), alphas.index(a)] = np.nan if mean is None else mean
     fig, ax = plt.subplots(figsize=(4.8, 4.3))
     finite = grid[np.isfinite(grid)]
     lo, hi = (min(0.8, finite.min()), max(1.2, finite.max())) if finite.size else (0.8, 1.2)
     im = ax.imshow(grid, origin="lower", cmap="RdBu", vmin=lo, vmax=hi)
     for (a, b), t in cells.items():
         r = t["auc_ratio"]
-        ax.text(alphas.index(a), betas.index(b) - 0.22,
-                f"{r['mean']:.3f}\n[{r['lo']:.2f}, {r['hi']:.2f}]", ha="center", va="center",
+        band = "" if r["lo"] is None else f"\n[{r['lo']:.2f}, {r['hi']:.2f}]"
+        label = "–" if r["mean"] is None else f"{r['mean']:.3f}{band}"
+        ax.text(alphas.index(a), betas.index(b) - 0.22, label, ha="center", va="center",
                 fontsize=7)
     for (label, (a, b)), marker in zip((marks or {}).items(), "*Dos^"):
         x = np.interp(np.log(a), np.log(alphas), np.arange(len(alphas)))
