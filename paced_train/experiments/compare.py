@@ -27,7 +27,6 @@ same config is reused and an interrupted one is resumed, so a killed comparison 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -44,6 +43,7 @@ from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, con
 from paced_train.experiments.report import comparison_markdown, plot_comparison
 from paced_train.loop.ledger import eval_curve
 from paced_train.loop.trainer import train
+from paced_train.rundir import existing_run
 
 STEP_HEADROOM = 20
 
@@ -86,25 +86,24 @@ def run_config(cfg: RunConfig, overrides: list[str], name: str, seed: int,
 def train_or_reuse(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> dict:
     """Train cfg into run_dir; reuse a finished run of the same config there, resume an
     interrupted one. A directory holding a run of another config is refused unless
-    `overwrite` (then it is replaced)."""
+    `overwrite` (then it is replaced: rundir.remove_run deletes only the run's own files).
+    A directory paced did not mark as a run is never deleted (train refuses it)."""
     run_dir = Path(run_dir)
     text = config_to_toml(cfg)
     saved = run_dir / "config.toml"
-    if saved.exists():
+    if saved.is_file() and not saved.is_symlink():
         if saved.read_text() != text:
             if not overwrite:
                 raise ConfigError(f"{run_dir}: holds a run of a different config; choose "
                                   "another --out, delete it, or pass --overwrite")
-            shutil.rmtree(run_dir)
-        elif (run_dir / "summary.json").exists():
+            return train(cfg, run_dir, overwrite=True)
+        if (run_dir / "summary.json").exists():
             return json.loads((run_dir / "summary.json").read_text())
-        elif (run_dir / "checkpoints").exists():
+        if (run_dir / "checkpoints").exists():
             return train(cfg, run_dir, resume=True)
-        else:
-            shutil.rmtree(run_dir)
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)  # an empty or config-less leftover of a killed start
-    return train(cfg, run_dir)
+        return train(cfg, run_dir, overwrite=True)  # killed before its first checkpoint
+    # a leftover of a killed start (a marked directory) is replaced, anything else refused
+    return train(cfg, run_dir, overwrite=run_dir.is_dir() and bool(existing_run(run_dir)))
 
 
 def _worker(cfg: RunConfig, run_dir: str, overwrite: bool) -> dict:
