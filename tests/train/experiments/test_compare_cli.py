@@ -63,7 +63,7 @@ def test_tiny_compare_end_to_end(tiny_models, tmp_path, capsys):
 def test_train_command_and_errors(tiny_models, tmp_path, capsys):
     args = ["train", "configs/tiny.toml", f'models.student="{tiny_models["student"]}"',
             f'models.teacher="{tiny_models["teacher"]}"', "budget.steps=2",
-            "--out", str(tmp_path / "r")]
+            "weights.method=uniform", "--out", str(tmp_path / "r")]
     assert main(args) == 0
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["steps"] == 2
     capsys.readouterr()
