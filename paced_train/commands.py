@@ -80,13 +80,19 @@ def _cmd_compare(args) -> int:
     _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config, list(args.overrides))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from paced_train.config import METHOD_OVERRIDES
+
+    unknown = [m for m in methods if m not in METHOD_OVERRIDES]
+    if unknown:  # before --out is created or locked
+        raise InputError(f"--methods: unknown method(s) {unknown}; choose from "
+                         f"{', '.join(METHOD_OVERRIDES)}")
     out = Path(args.out) if args.out else run_dir_for(cfg.run.name, "compare-")
     from paced_train.rundir import lock_dir
 
     with lock_dir(out):  # one comparison at a time in out (it reuses and replaces runs there)
         compare(cfg, methods, args.seeds, out, jobs=args.jobs, overwrite=args.overwrite)
     print((out / "comparison.md").read_text())
-    print(f"wrote {out}/comparison.json, comparison.md, accuracy_vs_compute.png")
+    print(f"wrote {out}/comparison.json, comparison.md, curves.csv, accuracy_vs_compute.png")
     return 0
 
 

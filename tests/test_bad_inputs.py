@@ -116,7 +116,7 @@ def test_printed_json_is_strict(tiny_models, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(trainer, "_summary",
                         lambda run, st: {**real(run, st), "acc": float("nan")})
     assert main(["train", "configs/tiny.toml", *models_args(tiny_models), "budget.steps=1",
-                 "--out", str(tmp_path / "r")]) == 0
+                 "weights.method=uniform", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "NaN" not in out and json.loads(out[:out.rindex("}") + 1])["acc"] is None
     assert main(["theory", "robustness", "--delta", "0.1", "--json"]) == 0
