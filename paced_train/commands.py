@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from paced_theory.errors import InputError
@@ -90,9 +91,16 @@ def _cmd_compare(args) -> int:
     from paced_train.rundir import lock_dir
 
     with lock_dir(out):  # one comparison at a time in out (it reuses and replaces runs there)
-        compare(cfg, methods, args.seeds, out, jobs=args.jobs, overwrite=args.overwrite)
+        result = compare(cfg, methods, args.seeds, out, jobs=args.jobs,
+                         overwrite=args.overwrite)
     print((out / "comparison.md").read_text())
     print(f"wrote {out}/comparison.json, comparison.md, curves.csv, accuracy_vs_compute.png")
+    if result.get("stopped"):  # a comparison with a run that trained nothing is not a result
+        runs = ", ".join(f"{x['method']} seed {x['seed']}" for x in result["stopped"])
+        print(f"paced: compare: {len(result['stopped'])} run(s) trained nothing or stopped "
+              f"early ({runs}); each run's summary.json says why (\"stopped\")",
+              file=sys.stderr)
+        return 2
     return 0
 
 

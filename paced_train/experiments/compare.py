@@ -307,6 +307,10 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int =
     group = Group(out_dir, cfg, {m: METHOD_OVERRIDES[m] for m in order})
     runs = run_groups([group], seeds, jobs, overwrite, progress)[0]
     result = summarise(runs, seeds)
+    # runs that trained nothing or stopped early (trainer: summary["stopped"]); the CLI exits 2
+    result["stopped"] = [{"method": m, "seed": s, "run": r["run_dir"], "why": r["stopped"]}
+                         for m, rs in runs.items() for s, r in enumerate(rs)
+                         if r.get("stopped")]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.json").write_text(json.dumps(strict_json(result), indent=2))
     (out_dir / "comparison.md").write_text(comparison_markdown(result))
