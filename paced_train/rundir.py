@@ -18,6 +18,8 @@ else: a directory is a paced run because paced marked it, never because of its f
     checkpoints/ that is a link is refused before anything is written (the run's atomic
     writes, tmp file + os.replace, replace a link rather than follow it, and the claim holds
     the lock while it writes). --out may not lie inside the installed package (its assets/);
+  - a new run that fails on a user's error (PacedError) before its first metrics row leaves
+    nothing that blocks a retry (_undo_start);
   - the lock of an output directory that holds several runs (compare, demo, study:
     lock_dir, marked OUTPUT_MARKER) covers the runs inside it: claim() takes a shared lock on
     every marked ancestor this process (or the command that spawned it) does not already hold,
@@ -203,13 +205,33 @@ def claim(out_dir: Path | str, *, resume: bool = False, overwrite: bool = False,
     if resume and not out_dir.is_dir():
         raise RunDirError(f"{out_dir}: no such run directory to --resume; start the run "
                           "without --resume")
+    created = not os.path.lexists(out_dir)
     with _hold_ancestors(out_dir):
         fd = _make_and_lock(out_dir, "run directory")
         try:
             _prepare(out_dir, resume, overwrite)
-            yield out_dir
+            try:
+                yield out_dir
+            except PacedError:
+                if not resume:
+                    _undo_start(out_dir, created)
+                raise
         finally:
             _unlock(fd)
+
+
+def _undo_start(out_dir: Path, created: bool) -> None:
+    """A new run that failed on a user's error before its first metrics row (a bad prompt,
+    model or config found at setup) leaves nothing that blocks a retry: its config.toml and
+    marker go, and the directory too when this claim created it and it is empty."""
+    if os.path.lexists(out_dir / "metrics.jsonl"):
+        return  # the run started: what it wrote says where it stopped
+    for name in ("config.toml", "metrics.jsonl.tmp", MARKER):
+        path = out_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    if created and not os.listdir(out_dir):
+        out_dir.rmdir()
 
 
 def _prepare(out_dir: Path, resume: bool, overwrite: bool) -> None:

@@ -97,8 +97,12 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
     train_set, heldout, retention = tasks.build_problems(cfg)
     if isinstance(tok, CharTokenizer):  # a fixed character set: JSONL text may fall outside
         every = train_set + heldout + retention
+        blocks = [getattr(getattr(m, "config", None), "block_size", None)
+                  for m in (student, teacher)]
+        context = min((b for b in blocks if isinstance(b, int)), default=None)
         for view in (every, teacher_view(cfg, every)):
-            tasks.check_prompts(view, tok.encode_prompt)  # errors name the file and line
+            # errors name the file and line, before the run writes anything
+            tasks.check_prompts(view, tok.encode_prompt, context)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
