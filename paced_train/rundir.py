@@ -246,7 +246,9 @@ def _prepare(out_dir: Path, resume: bool, overwrite: bool) -> None:
         entries = sorted(os.listdir(out_dir))
         if resume:
             raise RunDirError(f"{out_dir}: holds no paced run (no {MARKER} marker, which "
-                              "paced writes into every run directory); nothing to --resume")
+                              "paced writes into every run directory); nothing to --resume "
+                              "(a run of a paced version older than the marker: create it, "
+                              f"touch {out_dir / MARKER}, if the directory holds only that run)")
         if entries:
             raise RunDirError(f"{out_dir}: is not empty ({', '.join(entries[:5])}) and is not "
                               f"a paced run directory (no {MARKER} marker); paced writes a "
