@@ -2,13 +2,13 @@
 prompts at the student's frontier, weighted by w(p) = p^alpha (1-p)^beta of each prompt's pass
 rate p, which K student rollouts measure every N steps.
 
-    # one process (CPU, or one GPU)
+    # one process: one GPU, or the CPU in float32 when none is visible (or with --cpu)
     python examples/trl_paced.py --student STUDENT_DIR --teacher TEACHER_DIR --data problems.jsonl
     # several GPUs (DDP): TRL and accelerate do the rest
     accelerate launch --num_processes 8 examples/trl_paced.py --student ... --teacher ... --data ...
     # DeepSpeed ZeRO-3 or FSDP: an accelerate config file (`accelerate config` writes one)
     accelerate launch --config_file zero3.yaml examples/trl_paced.py --student ... --teacher ...
-    # random tiny models on CPU, a few steps (what the tests run)
+    # random tiny models on CPU, a few steps (what the tests run; --steps etc. still apply)
     python examples/trl_paced.py --tiny --out /tmp/trl-paced
 
 problems.jsonl: one {"id": ..., "prompt": ..., "answer": ...} per line, paced_train's format
@@ -28,31 +28,59 @@ from trl import DistillationConfig
 from paced_train.integrations.trl import PacedDistillationTrainer, PassRateRefresh, paced_weights
 from paced_train.tasks import arithmetic_suite, load_jsonl, verify
 
+# defaults of a real run, and of --tiny where the command line does not give a value
+DEFAULTS = dict(steps=200, batch=8, lr=1e-5, max_new_tokens=256, rollouts=8, refresh_every=20)
+TINY = dict(steps=2, batch=4, lr=1e-3, max_new_tokens=6, rollouts=4, refresh_every=1)
 
-def main(argv: list[str] | None = None) -> PacedDistillationTrainer:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; --tiny fills in only the values not given (so --tiny --steps 5 runs
+    5 steps), and CPU is chosen when there is no GPU (or with --cpu)."""
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", help="student model directory (or hub id)")
     ap.add_argument("--teacher", help="teacher model directory (or hub id), same tokenizer")
     ap.add_argument("--data", help="problems.jsonl (id, prompt, answer per line)")
     ap.add_argument("--out", default="runs/trl-paced")
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=8, help="prompts per device per step")
-    ap.add_argument("--lr", type=float, default=1e-5)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--rollouts", type=int, default=8, help="K per prompt per refresh")
-    ap.add_argument("--refresh-every", type=int, default=20)
+    ap.add_argument("--steps", type=int, help=f"optimizer steps (default {DEFAULTS['steps']}; "
+                    f"--tiny: {TINY['steps']})")
+    ap.add_argument("--batch", type=int, help="prompts per device per step (default "
+                    f"{DEFAULTS['batch']}; --tiny: {TINY['batch']})")
+    ap.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS['lr']}; "
+                    f"--tiny: {TINY['lr']})")
+    ap.add_argument("--max-new-tokens", type=int, help="completion length (default "
+                    f"{DEFAULTS['max_new_tokens']}; --tiny: {TINY['max_new_tokens']})")
+    ap.add_argument("--rollouts", type=int, help="K per prompt per refresh (default "
+                    f"{DEFAULTS['rollouts']}; --tiny: {TINY['rollouts']})")
+    ap.add_argument("--refresh-every", type=int, help="steps between pass-rate refreshes "
+                    f"(default {DEFAULTS['refresh_every']}; --tiny: {TINY['refresh_every']})")
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--tiny", action="store_true", help="random tiny models, CPU, a few steps")
+    ap.add_argument("--cpu", action="store_true",
+                    help="train on the CPU in float32 (the default when no GPU is visible)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="random tiny models built here, CPU, a few steps (what the tests run)")
     a = ap.parse_args(argv)
-    extra = {}
-    if a.tiny:  # a miniature of the real thing: random Llamas built here, CPU, float32
-        a.student, a.teacher = tiny_models(Path(a.out) / "models")
-        a.steps, a.batch, a.max_new_tokens, a.rollouts, a.refresh_every = 2, 4, 6, 4, 1
-        a.lr = 1e-3
-        extra = dict(use_cpu=True, bf16=False, activation_checkpointing=False)
-    elif not (a.student and a.teacher and a.data):
+    for k, v in (TINY if a.tiny else DEFAULTS).items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    for k in ("steps", "batch", "max_new_tokens", "rollouts", "refresh_every"):
+        if getattr(a, k) < 1:
+            ap.error(f"--{k.replace('_', '-')} must be >= 1 (got {getattr(a, k)})")
+    if not a.tiny and not (a.student and a.teacher and a.data):
         ap.error("--student, --teacher and --data are required (or --tiny)")
+    import torch
+
+    a.cpu = a.cpu or a.tiny or not torch.cuda.is_available()
+    return a
+
+
+def main(argv: list[str] | None = None) -> PacedDistillationTrainer:
+    a = parse(argv)
+    if a.tiny:  # a miniature of the real thing: random Llamas built here
+        a.student, a.teacher = tiny_models(Path(a.out) / "models")
+    # on CPU: float32 (TRL's bf16 default needs a GPU), no activation checkpointing
+    extra = dict(use_cpu=True, bf16=False, activation_checkpointing=False) if a.cpu else {}
 
     # 1. the dataset: a prompt (conversational), a problem id and an answer per row
     problems = load_jsonl(a.data) if a.data else arithmetic_suite(0, 4, (1, 2), (1,))
@@ -117,4 +145,14 @@ def tiny_models(root: Path) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from paced_theory.errors import PacedError
+
+    try:
+        main()
+    except (PacedError, OSError, ValueError) as exc:  # a bad path, file or setting: one line
+        msg = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        lines = msg.strip().splitlines() or [repr(exc)]
+        print(f"trl_paced: error: {lines[0]}", file=sys.stderr)
+        sys.exit(2)

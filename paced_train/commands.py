@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from paced_theory.errors import InputError
+from paced_train.rundir import RunDirError, run_dir_for
 
 
 def _dumps(payload) -> str:
@@ -24,7 +26,7 @@ def _cmd_train(args) -> int:
 
     overrides = list(args.overrides) + ([f"run.device={args.device}"] if args.device else [])
     cfg = load_config(args.config, overrides)
-    out = Path(args.out or f"runs/{cfg.run.name}")
+    out = Path(args.out) if args.out else run_dir_for(cfg.run.name)
     from paced_train.loop.distributed import shutdown
 
     try:
@@ -49,8 +51,9 @@ def train_interrupted(args) -> str:
     from paced_train.models.checkpoint import checkpoint_path, checkpoint_step
 
     try:
-        out = Path(args.out or f"runs/{load_config(args.config, list(args.overrides)).run.name}")
-    except InputError:
+        out = Path(args.out) if args.out else run_dir_for(
+            load_config(args.config, list(args.overrides)).run.name)
+    except (InputError, RunDirError):
         return "interrupted"
     cmd = ["paced", "train", args.config, *args.overrides, "--out", str(out)]
     cmd += ["--device", args.device] if args.device else []
@@ -78,13 +81,26 @@ def _cmd_compare(args) -> int:
     _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config, list(args.overrides))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    out = Path(args.out or f"runs/compare-{cfg.run.name}")
+    from paced_train.config import METHOD_OVERRIDES
+
+    unknown = [m for m in methods if m not in METHOD_OVERRIDES]
+    if unknown:  # before --out is created or locked
+        raise InputError(f"--methods: unknown method(s) {unknown}; choose from "
+                         f"{', '.join(METHOD_OVERRIDES)}")
+    out = Path(args.out) if args.out else run_dir_for(cfg.run.name, "compare-")
     from paced_train.rundir import lock_dir
 
     with lock_dir(out):  # one comparison at a time in out (it reuses and replaces runs there)
-        compare(cfg, methods, args.seeds, out, jobs=args.jobs, overwrite=args.overwrite)
+        result = compare(cfg, methods, args.seeds, out, jobs=args.jobs,
+                         overwrite=args.overwrite)
     print((out / "comparison.md").read_text())
-    print(f"wrote {out}/comparison.json, comparison.md, accuracy_vs_compute.png")
+    print(f"wrote {out}/comparison.json, comparison.md, curves.csv, accuracy_vs_compute.png")
+    if result.get("stopped"):  # a comparison with a run that trained nothing is not a result
+        runs = ", ".join(f"{x['method']} seed {x['seed']}" for x in result["stopped"])
+        print(f"paced: compare: {len(result['stopped'])} run(s) trained nothing or stopped "
+              f"early ({runs}); each run's summary.json says why (\"stopped\")",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -124,7 +140,7 @@ def _cmd_snr_probe(args) -> int:
     from paced_train.experiments.snr_probe import run_probe, summary
 
     cfg = load_config(args.config, list(args.overrides))
-    out = Path(args.out or f"runs/snr-{cfg.run.name}")
+    out = Path(args.out) if args.out else run_dir_for(cfg.run.name, "snr-")
     from paced_train.rundir import claim_output
 
     with claim_output(out, marks=("probe.json", "snr.csv", "snr.png"),

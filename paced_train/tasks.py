@@ -178,17 +178,22 @@ def split(problems: list[Problem], heldout: int | float, seed: int = 0):
     return train, held
 
 
-def check_prompts(problems: list[Problem], encode) -> None:
+def check_prompts(problems: list[Problem], encode, max_tokens: int | None = None) -> None:
     """Encode the prompt of every JSONL problem with `encode` (a tokenizer's encode_prompt),
-    so that text the tokenizer cannot read fails at the start of a run, naming the file and
-    line: InputError("path:LINE: ...")."""
+    so that text the tokenizer cannot read, or a prompt of max_tokens tokens or more (the
+    model's context: no room left for an answer), fails at the start of a run, before
+    anything is written, naming the file and line: InputError("path:LINE: ...")."""
     for p in problems:
         if not p.source:
             continue
         try:
-            encode(p.prompt)
+            n = len(encode(p.prompt))
         except InputError as exc:
             raise InputError(f"{p.source}: {exc}") from None
+        if max_tokens is not None and n >= max_tokens:
+            raise InputError(f"{p.source}: the prompt is {n} tokens long and the model reads at "
+                             f"most {max_tokens} (prompt and answer together); shorten or "
+                             "drop this problem")
 
 
 # ---------------------------------------------------------------------- verification

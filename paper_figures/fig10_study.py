@@ -1,6 +1,6 @@
 """Figure 10: where frontier weighting pays, from the recorded study (`paced study`).
 
-(a) Phase diagram: AUC ratio to uniform (same seeds, equal compute; 95 % bootstrap interval
+(a) Phase diagram: AUC ratio to uniform (same seeds, equal compute; 95 % paired t-interval
     over seeds) against the pool's measured hopeless share, for forward and reverse KL, with
     the population simulator's prediction for the forward-KL pools (dashed; its forward
     gradient model, paced_theory.population.predict_phase, at the measured shares).
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from paced_train.experiments.study import arm_table, plot_kernel_map, plot_phase, read_csv
-from paper_figures.style import OUT
+from paper_figures import style
+from paper_figures.runs import MissingData, main_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLLOUT_COST = 0.037
@@ -52,11 +53,16 @@ def main(argv=None) -> Path:
     ap.add_argument("--study-dir", default=str(ROOT / "bench/results/study"))
     ap.add_argument("--probe-dir", default=str(ROOT / "bench/results/snr_shipped"))
     a = ap.parse_args(argv)
-    rows = read_csv(Path(a.study_dir) / "study.csv")
+    path = Path(a.study_dir) / "study.csv"
+    if not path.is_file():
+        raise MissingData(f"{path} not found: run `paced study --out {a.study_dir}` (47 min on "
+                          "2 cores)")
+    rows = read_csv(path)
     table = arm_table(rows)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = style.OUT
+    out.mkdir(parents=True, exist_ok=True)
     prediction = simulator_prediction(table)
-    plot_phase(table, OUT / "fig10a_phase.png", prediction)
+    plot_phase(table, out / "fig10a_phase.png", prediction)
     marks = {"theory M2 (2, 2)": (2.0, 2.0)}
     probe = Path(a.probe_dir) / "probe.json"
     if probe.exists():
@@ -66,11 +72,10 @@ def main(argv=None) -> Path:
             float(np.clip(fit["alpha"], 0.5, 2.0)), float(np.clip(fit["beta"], 0.5, 2.0)))
     pools = [t["pool"] for t in table if t["arm"].startswith("beta")]
     if pools:
-        plot_kernel_map(table, pools[0], OUT / "fig10b_kernel_map.png", marks)
-    with open(OUT / "fig10_prediction.json", "w") as f:
-        json.dump(prediction, f, indent=1)
-    return OUT / "fig10a_phase.png"
+        plot_kernel_map(table, pools[0], out / "fig10b_kernel_map.png", marks)
+    style.write_text(out / "fig10_prediction.json", json.dumps(prediction, indent=1))
+    return out / "fig10a_phase.png"
 
 
 if __name__ == "__main__":
-    print(main())
+    main_or_skip("fig10_study", main)

@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 from paced_train.experiments.snr_probe import FIT_STYLES, draw_snr
-from paper_figures.runs import args, probe_dirs
+from paper_figures.runs import args, main_or_skip, probe_dirs
 from paper_figures.style import COLUMN_WIDTH, figure, save
 
 FITS = FIT_STYLES[:2]  # beta_eff and beta_linf (snr.png also draws beta_ls)
@@ -45,4 +45,4 @@ def main():
 
 
 if __name__ == "__main__":
-    print(main())
+    main_or_skip("fig5_measured_snr", main)

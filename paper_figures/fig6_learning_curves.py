@@ -1,5 +1,5 @@
 """Figure 6: held-out accuracy against compute for each method of a recorded comparison:
-the mean over seeds with its 95 % bootstrap band, against total FLOPs (rollouts included:
+the mean over seeds with its 95 % t-band, against total FLOPs (rollouts included:
 what a method costs) and against training FLOPs (rollouts excluded: what the weighting
 alone buys). Compute is a fraction of each seed's budget (the uniform run's FLOPs).
 
@@ -8,20 +8,17 @@ alone buys). Compute is a fraction of each seed's budget (the uniform run's FLOP
 
 from __future__ import annotations
 
-import json
-
 from paced_train.experiments.report import plot_curves
-from paper_figures.runs import args, compare_dir
+from paper_figures.runs import args, compare_dir, comparison, main_or_skip
 from paper_figures.style import COLUMN_WIDTH, figure, save
 
 
 def main():
-    d = compare_dir(args(__doc__))
-    res = json.loads((d / "comparison.json").read_text())
+    res, evals = comparison(compare_dir(args(__doc__)))
     fig, axes = figure(width=2 * COLUMN_WIDTH, height=2.5, ncols=2)
     rows = []
     for ax, axis in zip(axes, ("flops", "train_flops")):
-        rows += plot_curves(ax, res, axis)
+        rows += plot_curves(ax, res, axis, evals)
     axes[1].set_ylabel("")
     axes[0].legend()
     axes[0].set_title(f"Total compute (mean, 95 % band, {res['seeds']} seeds)")
@@ -30,4 +27,4 @@ def main():
 
 
 if __name__ == "__main__":
-    print(main())
+    main_or_skip("fig6_learning_curves", main)

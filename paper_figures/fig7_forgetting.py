@@ -1,34 +1,29 @@
 """Figure 7: forgetting on the retention set (retention accuracy at the start minus at the
-end) for each method of a recorded comparison: mean over seeds with its 95 % bootstrap
-interval, and the retention accuracy along the run (mean over seeds).
+end) for each method of a recorded comparison: mean over seeds with its 95 %
+t-interval, and the retention accuracy along the run (mean over seeds).
 
     python -m paper_figures.fig7_forgetting [--compare-dir DIR] [--rerun]
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from paced_train.experiments.report import PALETTE, plot_forgetting
-from paced_train.loop.ledger import read_metrics
-from paper_figures.runs import args, compare_dir
+from paper_figures.runs import args, compare_dir, comparison, main_or_skip
 from paper_figures.style import COLUMN_WIDTH, figure, save
 
 
 def main():
-    d = compare_dir(args(__doc__))
-    res = json.loads((d / "comparison.json").read_text())
+    res, evals = comparison(compare_dir(args(__doc__)))
     fig, (ax, ax2) = figure(width=2 * COLUMN_WIDTH, height=2.4, ncols=2)
     rows = plot_forgetting(ax, res)
     ax.set_title("Forgetting at the end (95 % interval over seeds)")
     ax.tick_params(axis="x", labelsize=6)
     grid = np.linspace(0, 1, 41)
-    for m, r in res["methods"].items():
+    for m in res["methods"]:
         curves = []
-        for run, budget in zip(r["runs"], res["budget_flops"]):
-            ev = read_metrics(run, "eval")
+        for ev, budget in zip(evals[m], res["budget_flops"]):
             curves.append(np.interp(grid, [e["flops"] / budget for e in ev],
                                     [e["retention"] for e in ev]))
         ax2.plot(grid, np.mean(curves, 0), color=PALETTE.get(m), label=m)
@@ -39,4 +34,4 @@ def main():
 
 
 if __name__ == "__main__":
-    print(main())
+    main_or_skip("fig7_forgetting", main)

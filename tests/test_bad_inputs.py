@@ -116,7 +116,7 @@ def test_printed_json_is_strict(tiny_models, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(trainer, "_summary",
                         lambda run, st: {**real(run, st), "acc": float("nan")})
     assert main(["train", "configs/tiny.toml", *models_args(tiny_models), "budget.steps=1",
-                 "--out", str(tmp_path / "r")]) == 0
+                 "weights.method=uniform", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "NaN" not in out and json.loads(out[:out.rindex("}") + 1])["acc"] is None
     assert main(["theory", "robustness", "--delta", "0.1", "--json"]) == 0
@@ -203,3 +203,102 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     proc.stdout.close()  # the reader is gone before paced writes a line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == "", err[-2000:]
+
+
+def test_an_oversized_prompt_names_file_and_line_and_leaves_nothing(tmp_path, tiny_models,
+                                                                    capsys):
+    """A 1e6-character prompt: one line naming the file and line, before anything is written,
+    so the same command with the file fixed just runs (no --overwrite needed)."""
+    f = tmp_path / "p.jsonl"
+    good = [json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)}) for i in range(8)]
+    f.write_text("\n".join([good[0], json.dumps({"prompt": "1" * 10**6 + "+1=",
+                                                 "answer": "2"}), *good[1:]]) + "\n")
+    out = tmp_path / "r"
+    argv = ["train", "configs/tiny.toml", *models_args(tiny_models), f'data.jsonl="{f}"',
+            "data.n_eval_per_cell=1", "budget.steps=1", "weights.method=uniform", "--out", out]
+    fails_in_one_line(capsys, argv, f"{f}:2", "tokens long")
+    assert not out.exists()
+    f.write_text("\n".join(good) + "\n")
+    assert main([str(a) for a in argv]) == 0
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_a_retry(tmp_path, tiny_models, capsys,
+                                                           monkeypatch):
+    """An error found after the run wrote config.toml but before its first metrics row."""
+    import paced_train.loop.trainer as trainer
+
+    def broken(run, st):
+        raise InputError("planted: the first evaluation failed")
+
+    monkeypatch.setattr(trainer, "_eval", broken)
+    out = tmp_path / "r"
+    argv = ["train", "configs/tiny.toml", *models_args(tiny_models), "budget.steps=1",
+            "weights.method=uniform", "--out", out]
+    fails_in_one_line(capsys, argv, "planted")
+    assert not out.exists()
+    monkeypatch.undo()
+    assert main([str(a) for a in argv]) == 0
+
+
+def pickled_model_dir(path: Path, marker: Path) -> Path:
+    """A Hugging Face-style directory whose weights are a pytorch_model.bin pickle that, if
+    ever unpickled, creates `marker`."""
+    import pickle
+
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 8}))
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (path / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    return path
+
+
+def test_a_pickled_pytorch_model_bin_is_refused_in_one_line(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    marker = tmp_path / "pwned"
+    d = pickled_model_dir(tmp_path / "model", marker)
+    fails_in_one_line(capsys, ["train", "configs/tiny.toml", f'models.student="{d}"',
+                               "--out", tmp_path / "r"], str(d), "pytorch_model.bin",
+                      "never unpickles")
+    assert not marker.exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("case", ["project folder", "foreign file", "symlinked summary",
+                                  "path name", "package assets"])
+def test_run_directory_attacks_are_one_line_errors(tmp_path, tiny_models, capsys, monkeypatch,
+                                                   case):
+    from paced_train.rundir import MARKER
+
+    out, flag, extra = tmp_path / "r", "--overwrite", []
+    out.mkdir()
+    if case == "project folder":  # no marker: not a run, whatever its file names
+        (out / "checkpoints" / "other").mkdir(parents=True)
+        (out / "checkpoints" / "other" / "weights.bin").write_text("x")
+        (out / "config.toml").write_text("[mine]\n")
+        needle = "no .paced-run marker"
+    elif case == "foreign file":
+        (out / MARKER).write_text("{}")
+        (out / "config.toml").write_text("")
+        (out / "notes.txt").write_text("mine")
+        needle = "notes.txt"
+    elif case == "symlinked summary":
+        (out / MARKER).write_text("{}")
+        (out / "config.toml").write_text("")
+        victim = tmp_path / "victim.json"
+        victim.write_text("keep")
+        (out / "summary.json").symlink_to(victim)
+        flag, needle = "--resume", "symbolic link"
+    elif case == "path name":
+        monkeypatch.chdir(tmp_path)
+        out, flag, extra, needle = None, None, ['run.name="../escaped"'], "run.name"
+    else:
+        out, flag, needle = shipped_path("student").parent, None, "installed package"
+    before = {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    argv = ["train", str(ROOT / "configs/tiny.toml"), *models_args(tiny_models), *extra,
+            *([] if out is None else ["--out", out]), *([flag] if flag else [])]
+    fails_in_one_line(capsys, argv, needle)
+    after = {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and not (tmp_path / "escaped").exists()

@@ -5,7 +5,10 @@ are directories or files). Every case must
   - exit 0 or 2 (argparse's usage errors are SystemExit(2), --help SystemExit(0)),
   - print no traceback (an exception escaping `main` fails the test with its own),
   - write nothing outside its working directory (where its --out and default outputs go):
-    the input files, the shipped weights and the configs/ directory stay byte-identical,
+    the input files, the shipped weights and the configs/ directory stay byte-identical;
+    inside it, nothing beyond runs/, out/ and the cache (a run.name that is a path stays in
+    runs/), no planted project folder, foreign file or symlink target is touched and no
+    dangling link is followed (plant_run_dirs),
   - stay within a memory cap (RLIMIT_AS: what the process has mapped + MEMORY_HEADROOM), so
     an allocation sized by an input fails here instead of swapping the machine.
 
@@ -101,6 +104,31 @@ def guarded():
     assert digest(paths) == before
 
 
+WORK_ENTRIES = {"adir", "afile", "proj", "foreign", "linked", "assets_link"}
+
+
+def plant_run_dirs(sandbox: Path, work: Path) -> None:
+    """Directories an attacker or an accident leaves for --out: a project folder with its own
+    config.toml and checkpoints/ (no marker: not a run), a marked run that also holds a file
+    of someone else's, a marked run whose summary.json links to an input file and whose
+    config.toml is a dangling link out of the sandbox's work/, and a link to the shipped
+    weights' directory."""
+    from paced_train.rundir import MARKER
+
+    (work / "proj" / "checkpoints" / "other_model").mkdir(parents=True)
+    (work / "proj" / "checkpoints" / "other_model" / "weights.bin").write_bytes(b"\x00" * 8)
+    (work / "proj" / "config.toml").write_text("[mine]\n")
+    for d in ("foreign", "linked"):
+        (work / d).mkdir()
+        (work / d / MARKER).write_text("{}")
+        (work / d / "metrics.jsonl").write_text('{"step": 0}\n')
+    (work / "foreign" / "notes.txt").write_text("mine")
+    (sandbox / "in" / "victim.txt").write_text("do not overwrite")
+    (work / "linked" / "summary.json").symlink_to(sandbox / "in" / "victim.txt")
+    (work / "linked" / "config.toml").symlink_to(sandbox / "dangling.toml")
+    (work / "assets_link").symlink_to(shipped_path("student").parent)
+
+
 def run_case(argv: list, inputs: dict[str, bytes], monkeypatch, capsys) -> None:
     """Write `inputs` (name -> bytes; a name ending in / is a directory) under sandbox/in,
     run `paced ARGV` (with {in} and {work} substituted) in sandbox/work, and check the
@@ -113,6 +141,7 @@ def run_case(argv: list, inputs: dict[str, bytes], monkeypatch, capsys) -> None:
         (work / "adir").mkdir()
         (work / "adir" / "keep.txt").write_text("not the run's")
         (work / "afile").write_text("a file, not a directory")
+        plant_run_dirs(sandbox, work)
         for name, data in inputs.items():
             path = sandbox / "in" / name
             if name.endswith("/"):
@@ -122,6 +151,7 @@ def run_case(argv: list, inputs: dict[str, bytes], monkeypatch, capsys) -> None:
         argv = [str(a).replace("{in}", str(sandbox / "in")).replace("{work}", str(work))
                 for a in argv]
         before = digest([sandbox / "in"])
+        planted = digest([work / "proj"])
         monkeypatch.chdir(work)
         monkeypatch.setenv("PACED_CACHE", str(work / "cache"))
         threads = torch.get_num_threads()  # run.threads may change it: keep the suite's
@@ -142,8 +172,13 @@ def run_case(argv: list, inputs: dict[str, bytes], monkeypatch, capsys) -> None:
             assert line, (argv, err[-2000:])  # the error, on one line of its own
         assert digest([sandbox / "in"]) == before, argv  # inputs are only read
         assert (work / "adir" / "keep.txt").read_text() == "not the run's", argv
+        assert digest([work / "proj"]) == planted, argv  # a folder paced did not mark
+        assert (work / "foreign" / "notes.txt").read_text() == "mine", argv
+        assert (work / "linked" / "summary.json").is_symlink(), argv
         outside = {p.name for p in sandbox.iterdir()}
-        assert outside == {"in", "work"}, (argv, outside)
+        assert outside == {"in", "work"}, (argv, outside)  # no dangling link was written
+        new = {p.name for p in work.iterdir()} - WORK_ENTRIES
+        assert new <= {"out", "runs", "cache"}, (argv, new)  # run.name stays inside runs/
 
 
 # --------------------------------------------------------------------------- theory
@@ -260,7 +295,12 @@ OVERRIDES = st.one_of(
                      "models.teacher={in}/dir", "models.student=shipped:nope",
                      "models.teacher=self", "x", "a.b=1", "run=1", "=", "optim.lr"]))
 OUTS = st.sampled_from(["{work}/out", "{work}/runs/x", "{work}/afile", "{work}/adir",
-                        "{in}/run.toml", "{work}/afile/sub"])
+                        "{in}/run.toml", "{work}/afile/sub", "{work}/proj", "{work}/foreign",
+                        "{work}/linked", "{work}/assets_link", "{work}/assets_link/run"])
+# run names that are paths: the default --out (runs/<run.name>) must stay inside runs/
+PATH_NAMES = st.sampled_from(['run.name="../x"', 'run.name="a/b"', 'run.name=".."',
+                              'run.name="/tmp/paced-fuzz-abs"', 'run.name=""',
+                              'run.name="..\\\\x"'])
 
 
 @fuzz_settings(30)
@@ -270,7 +310,8 @@ def test_train_and_compare(data, tiny_models, monkeypatch, capsys, guarded):
     which = data.draw(st.sampled_from(["train", "train", "compare"]))
     config = data.draw(st.sampled_from(["{in}/run.toml", "{in}/run.toml", "{in}/dir",
                                         "{in}/missing.toml", "{in}/data.jsonl"]))
-    argv = [which, config, *data.draw(st.lists(OVERRIDES, max_size=2))]
+    argv = [which, config, *data.draw(st.lists(st.one_of(OVERRIDES, PATH_NAMES),
+                                               max_size=2))]
     if data.draw(st.booleans()):
         argv += ["--out", data.draw(OUTS)]
     if which == "train":

@@ -28,8 +28,8 @@ same config is reused and an interrupted one is resumed, so a killed comparison 
 
 from __future__ import annotations
 
+import csv
 import json
-import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -39,15 +39,19 @@ from pathlib import Path
 
 import numpy as np
 
-from paced_theory.errors import ConfigError
+from paced_theory.errors import ConfigError, InputError
 from paced_theory.jsonable import strict_json
 from paced_theory.stats import curve_auc, mean_sd, paired
 from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, config_to_toml
 from paced_train.experiments.report import comparison_markdown, plot_comparison
-from paced_train.loop.ledger import eval_curve
+from paced_train.loop.ledger import eval_curve, read_metrics
 from paced_train.loop.trainer import train
+from paced_train.rundir import existing_run
 
 STEP_HEADROOM = 20
+CURVES = "curves.csv"  # every run's evaluation rows, beside comparison.json (committable)
+CURVE_FIELDS = ("method", "seed", "step", "flops", "rollout_flops", "acc", "mean_at_k",
+                "retention", "forgetting")
 
 
 def compute_to_reach(flops: np.ndarray, acc: np.ndarray, target: float) -> float | None:
@@ -88,25 +92,24 @@ def run_config(cfg: RunConfig, overrides: list[str], name: str, seed: int,
 def train_or_reuse(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> dict:
     """Train cfg into run_dir; reuse a finished run of the same config there, resume an
     interrupted one. A directory holding a run of another config is refused unless
-    `overwrite` (then it is replaced)."""
+    `overwrite` (then it is replaced: rundir.remove_run deletes only the run's own files).
+    A directory paced did not mark as a run is never deleted (train refuses it)."""
     run_dir = Path(run_dir)
     text = config_to_toml(cfg)
     saved = run_dir / "config.toml"
-    if saved.exists():
+    if saved.is_file() and not saved.is_symlink():
         if saved.read_text() != text:
             if not overwrite:
                 raise ConfigError(f"{run_dir}: holds a run of a different config; choose "
                                   "another --out, delete it, or pass --overwrite")
-            shutil.rmtree(run_dir)
-        elif (run_dir / "summary.json").exists():
+            return train(cfg, run_dir, overwrite=True)
+        if (run_dir / "summary.json").exists():
             return json.loads((run_dir / "summary.json").read_text())
-        elif (run_dir / "checkpoints").exists():
+        if (run_dir / "checkpoints").exists():
             return train(cfg, run_dir, resume=True)
-        else:
-            shutil.rmtree(run_dir)
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)  # an empty or config-less leftover of a killed start
-    return train(cfg, run_dir)
+        return train(cfg, run_dir, overwrite=True)  # killed before its first checkpoint
+    # a leftover of a killed start (a marked directory) is replaced, anything else refused
+    return train(cfg, run_dir, overwrite=run_dir.is_dir() and bool(existing_run(run_dir)))
 
 
 def _worker(cfg: RunConfig, run_dir: str, overwrite: bool) -> dict:
@@ -245,10 +248,54 @@ def summarise(runs: dict[str, list[dict]], seeds: int) -> dict:
     return result
 
 
+def write_curves(runs: dict[str, list[dict]], path: Path) -> None:
+    """CURVES: one row per evaluation of every run (method, seed, step, FLOPs, rollout FLOPs,
+    held-out accuracy overall and per cell as acc:<cell>, mean@k, retention, forgetting), so
+    that the figures of a comparison need only files small enough to commit (the run
+    directories are not). Floats are written in full (repr), so read_curves gives back the
+    values of metrics.jsonl exactly."""
+    rows = []
+    for m, rs in runs.items():
+        for s, r in enumerate(rs):
+            for e in read_metrics(r["run_dir"], "eval"):
+                rows.append({**{k: e.get(k) for k in CURVE_FIELDS[2:]}, "method": m, "seed": s,
+                             **{f"acc:{c}": v for c, v in e["acc_by_difficulty"].items()}})
+    cells = sorted({k for r in rows for k in r if k.startswith("acc:")})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*CURVE_FIELDS, *cells], restval="")
+        w.writeheader()
+        w.writerows({k: ("" if v is None else repr(v) if isinstance(v, float) else v)
+                     for k, v in r.items()} for r in rows)
+
+
+def read_curves(path: Path | str) -> dict[str, list[list[dict]]]:
+    """{method: [eval rows of seed 0, 1, ...]} from a CURVES file (write_curves), each row
+    shaped like a metrics.jsonl eval row (acc_by_difficulty a dict of the acc:<cell>
+    columns), so eval_curve and the figures read it as they read a run. InputError naming
+    the file when it is not such a file."""
+    path = Path(path)
+    out: dict[str, dict[int, list[dict]]] = {}
+    try:
+        with open(path, newline="") as f:
+            for line, r in enumerate(csv.DictReader(f), start=2):
+                try:
+                    row = {k: int(r[k]) if k == "step" else (float(r[k]) if r[k] else None)
+                           for k in CURVE_FIELDS[2:]}
+                    row["acc_by_difficulty"] = {k[4:]: float(v) for k, v in r.items()
+                                                if k.startswith("acc:") and v}
+                    row["kind"] = "eval"
+                    out.setdefault(r["method"], {}).setdefault(int(r["seed"]), []).append(row)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise InputError(f"{path}:{line}: not a curves row ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return {m: [seeds[s] for s in sorted(seeds)] for m, seeds in out.items()}
+
+
 def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int = 1,
             overwrite: bool = False, progress: bool = True) -> dict:
-    """Run and summarise (module docstring); writes comparison.json, comparison.md and the
-    figures into out_dir and returns the comparison."""
+    """Run and summarise (module docstring); writes comparison.json, comparison.md, CURVES
+    (every run's evaluation rows) and the figures into out_dir and returns the comparison."""
     out_dir = Path(out_dir)
     known = METHOD_OVERRIDES
     unknown = [m for m in methods if m not in known]
@@ -264,8 +311,13 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int =
     group = Group(out_dir, cfg, {m: METHOD_OVERRIDES[m] for m in order})
     runs = run_groups([group], seeds, jobs, overwrite, progress)[0]
     result = summarise(runs, seeds)
+    # runs that trained nothing or stopped early (trainer: summary["stopped"]); the CLI exits 2
+    result["stopped"] = [{"method": m, "seed": s, "run": r["run_dir"], "why": r["stopped"]}
+                         for m, rs in runs.items() for s, r in enumerate(rs)
+                         if r.get("stopped")]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.json").write_text(json.dumps(strict_json(result), indent=2))
     (out_dir / "comparison.md").write_text(comparison_markdown(result))
+    write_curves(runs, out_dir / CURVES)
     plot_comparison(result, out_dir)
     return result

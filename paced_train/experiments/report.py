@@ -83,13 +83,16 @@ def comparison_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def banded_curves(result: dict, axis: str = "flops", points: int = 60):
+def banded_curves(result: dict, axis: str = "flops", points: int = 60,
+                  evals: dict | None = None):
     """{method: (x, mean, lo, hi)}: held-out accuracy against compute as a fraction of each
-    seed's budget, on a common grid, with the mean over seeds and its 95 % t-band."""
+    seed's budget, on a common grid, with the mean over seeds and its 95 % t-band.
+    evals: {method: [eval rows per seed]} (a comparison's curves.csv, compare.read_curves);
+    without it, the runs' metrics.jsonl files."""
     budgets = result["budget_flops"]
     out = {}
     for m, r in result["methods"].items():
-        curves = [eval_curve(run, axis) for run in r["runs"]]
+        curves = [eval_curve(run, axis) for run in (evals[m] if evals else r["runs"])]
         ends = [x[-1] / b for (x, _), b in zip(curves, budgets)]
         grid = np.linspace(0.0, min(min(ends), 1.0), points)
         ys = np.array([np.interp(grid, x / b, y) for (x, y), b in zip(curves, budgets)])
@@ -98,10 +101,10 @@ def banded_curves(result: dict, axis: str = "flops", points: int = 60):
     return out
 
 
-def plot_curves(ax, result: dict, axis: str) -> list[dict]:
+def plot_curves(ax, result: dict, axis: str, evals: dict | None = None) -> list[dict]:
     """Draw banded_curves on ax; returns the plotted rows (for a CSV)."""
     rows = []
-    for m, (x, mean, lo, hi) in banded_curves(result, axis).items():
+    for m, (x, mean, lo, hi) in banded_curves(result, axis, evals=evals).items():
         ax.plot(x, mean, color=PALETTE.get(m), label=m, lw=1.4)
         ax.fill_between(x, lo, hi, color=PALETTE.get(m), alpha=0.15, lw=0)
         rows += [{"method": m, "axis": axis, "compute_frac": float(a), "acc_mean": float(b),

@@ -142,10 +142,12 @@ def read_metrics(run: Path | str, kind: str | None = None) -> list[dict]:
     return rows if kind is None else [r for r in rows if r.get("kind") == kind]
 
 
-def eval_curve(run: Path | str, axis: str = "flops") -> tuple[np.ndarray, np.ndarray]:
-    """(compute, held-out accuracy) at each evaluation of a run (read_metrics' eval rows);
-    axis "flops" (total) or "train_flops" (rollouts excluded)."""
-    ev = read_metrics(run, "eval")
+def eval_curve(run: Path | str | list[dict],
+               axis: str = "flops") -> tuple[np.ndarray, np.ndarray]:
+    """(compute, held-out accuracy) at each evaluation of a run (read_metrics' eval rows, or
+    the run's eval rows themselves, e.g. from a comparison's curves.csv); axis "flops"
+    (total) or "train_flops" (rollouts excluded)."""
+    ev = run if isinstance(run, list) else read_metrics(run, "eval")
     x = [r["flops"] - (r.get("rollout_flops") or 0.0) if axis == "train_flops" else r["flops"]
          for r in ev]
     return np.array(x, dtype=float), np.array([r["acc"] for r in ev], dtype=float)

@@ -97,8 +97,12 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
     train_set, heldout, retention = tasks.build_problems(cfg)
     if isinstance(tok, CharTokenizer):  # a fixed character set: JSONL text may fall outside
         every = train_set + heldout + retention
+        blocks = [getattr(getattr(m, "config", None), "block_size", None)
+                  for m in (student, teacher)]
+        context = min((b for b in blocks if isinstance(b, int)), default=None)
         for view in (every, teacher_view(cfg, every)):
-            tasks.check_prompts(view, tok.encode_prompt)  # errors name the file and line
+            # errors name the file and line, before the run writes anything
+            tasks.check_prompts(view, tok.encode_prompt, context)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
@@ -195,6 +199,9 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
     if st.idle_refreshes >= IDLE_REFRESHES:
         summary["stopped"] = _idle_message(cfg, st)
         print(f"paced: run stopped: {out_dir}: {summary['stopped']}", file=sys.stderr)
+    elif st.ledger.student_fwd_tokens == 0:  # the whole budget kept no problem
+        summary["stopped"] = _idle_message(cfg, st, budget=True)
+        print(f"paced: run trained nothing: {out_dir}: {summary['stopped']}", file=sys.stderr)
     (out_dir / "summary.json").write_text(json.dumps(strict_json(summary), indent=2))
     return summary
 
@@ -302,15 +309,20 @@ def _last_good(cfg: RunConfig, ckpt: Path) -> str:
             "only when the cause was outside the config).")
 
 
-def _idle_message(cfg: RunConfig, st: State) -> str:
-    """Why a run stopped after IDLE_REFRESHES refreshes that kept nothing, and what to change."""
+def _idle_message(cfg: RunConfig, st: State, budget: bool = False) -> str:
+    """Why a run stopped after IDLE_REFRESHES refreshes that kept nothing (or, budget=True,
+    ended its budget without keeping a problem), and what to change."""
     r = st.table.rates()
     n0, n1 = int((r == 0).sum()), int((r == 1).sum())
     rest = len(r) - n0 - n1
     band = (f", {rest} lie outside weights.lo < p_hat < weights.hi" if rest else "")
-    return (f"every problem had weight 0 after {IDLE_REFRESHES} pass-rate refreshes in a row, "
+    when = (f"every problem had weight 0 at every one of the run's {st.step} steps, so "
+            "nothing was trained (no teacher or student token was processed; the accuracy "
+            "reported is the untrained student's)" if budget else
+            f"every problem had weight 0 after {IDLE_REFRESHES} pass-rate refreshes in a row, "
             f"so nothing was trained since the first of them and the run stopped at step "
-            f"{st.step}: of {len(r)} training problems the student solved none of its rollouts "
+            f"{st.step}")
+    return (f"{when}: of {len(r)} training problems the student solved none of its rollouts "
             f"on {n0} (hopeless for it) and all of them on {n1} (already solved){band}, and "
             f"weights.method = '{cfg.weights.method}' gives those weight 0. Give problems "
             "nearer the student's level (data.*), more rollouts (rollouts.K) or a higher "

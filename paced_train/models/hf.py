@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -375,6 +376,8 @@ def load_hf(path, device="cpu", dtype=None, chat: bool = True):
     kw = {"local_files_only": True}
     if gguf is not None:
         kw["gguf_file"] = gguf
+    else:
+        _refuse_pickled_weights(path, directory)
     with _fast_gguf() if gguf is not None else contextlib.nullcontext():
         try:
             hf_tok = tf.AutoTokenizer.from_pretrained(str(directory), **kw)
@@ -382,8 +385,11 @@ def load_hf(path, device="cpu", dtype=None, chat: bool = True):
             raise InputError(f"{path}: cannot load a tokenizer from it "
                              f"({type(exc).__name__}: {_first_line(exc)})") from None
         try:
-            hf_model = tf.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kw)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            hf_model = tf.AutoModelForCausalLM.from_pretrained(
+                str(directory), dtype=dtype, **kw,
+                **({} if gguf is not None else {"use_safetensors": True}))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError,
+                pickle.UnpicklingError) as exc:
             raise InputError(f"{path}: cannot load a causal language model from it "
                              f"({type(exc).__name__}: {_first_line(exc)})") from None
     hf_model.eval()
@@ -391,6 +397,22 @@ def load_hf(path, device="cpu", dtype=None, chat: bool = True):
     V = hf_model.get_output_embeddings().weight.shape[0]
     tok = HFTokenizer(hf_tok, vocab_size=V, chat=chat, name=str(path))
     return model.eval(), tok
+
+
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # torch.save / pickle weight files
+
+
+def _refuse_pickled_weights(path: Path, directory: Path) -> None:
+    """InputError when a model directory's weights are pickles only (pytorch_model.bin and
+    the like, no .safetensors): unpickling runs code, and paced reads only data."""
+    if any(directory.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED for p in directory.glob(pattern))
+    if pickled:
+        raise InputError(f"{path}: its weights are pickled ({', '.join(pickled[:3])}) and "
+                         "paced never unpickles (it can run code); convert them to "
+                         ".safetensors, e.g. with transformers' save_pretrained("
+                         "safe_serialization=True) on a machine where you trust the file")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -55,3 +55,50 @@ def test_two_stage_runs_forward_then_reverse_on_one_table(pair_dir, tmp_path):
     # refreshes: forward stage at 0 (and not after its last step), reverse at 2 and 4
     assert [h["step"] for h in two.table.history] == [0, 2, 4]
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("trl_paced", ROOT / "examples" / "trl_paced.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
+def test_tiny_fills_in_only_what_the_command_line_leaves_out(monkeypatch):
+    ex = _example()
+    a = ex.parse(["--tiny", "--steps", "5", "--batch", "3"])
+    assert (a.steps, a.batch) == (5, 3) and a.rollouts == ex.TINY["rollouts"] and a.cpu
+    a = ex.parse(["--tiny"])
+    assert all(getattr(a, k) == v for k, v in ex.TINY.items())
+    real = ["--student", "s", "--teacher", "t", "--data", "d.jsonl"]
+    a = ex.parse([*real, "--lr", "3e-5"])
+    assert a.lr == 3e-5 and a.steps == ex.DEFAULTS["steps"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine
+    assert ex.parse(real).cpu  # CPU and float32 without being told: no bf16 error
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not ex.parse(real).cpu and ex.parse([*real, "--cpu"]).cpu
+
+
+def test_help_is_the_whole_description(capsys):
+    ex = _example()
+    try:
+        ex.parse(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "which K student rollouts measure every N steps." in out  # not cut mid-sentence
+    assert "accelerate launch --num_processes" in out and "--tiny: 2" in out
+
+
+def test_a_bad_path_is_one_line_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "trl_paced.py"),
+                           "--student", str(tmp_path / "s"), "--teacher", str(tmp_path / "t"),
+                           "--data", str(tmp_path / "missing.jsonl"), "--cpu"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert "missing.jsonl" in proc.stderr and "Traceback" not in proc.stderr

@@ -25,9 +25,14 @@ def test_tiny_compare_end_to_end(tiny_models, tmp_path, capsys):
                  "--seeds", "2", "--out", str(tmp_path / "cmp"),
                  f'models.student="{tiny_models["student"]}"',
                  f'models.teacher="{tiny_models["teacher"]}"'])
-    assert code == 0
     out = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert set(out["methods"]) == {"uniform", "paced", "two-stage"} and out["seeds"] == 2
+    # random tiny students solve nothing: PACED's runs train nothing, and the command says so
+    # on one stderr line and exits 2 (a comparison with such a run is not a result)
+    assert code == 2 and {x["method"] for x in out["stopped"]} == {"paced", "two-stage"}
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "trained nothing or stopped early" in err and "paced seed 0" in err
+    assert (tmp_path / "cmp" / "curves.csv").is_file()
     for m, r in out["methods"].items():
         for key in ("final_acc", "forgetting", "compute_to_uniform_final",
                     "compute_ratio_to_uniform", "wall_s", "rollout_share"):
@@ -57,13 +62,13 @@ def test_tiny_compare_end_to_end(tiny_models, tmp_path, capsys):
         lo, hi = v["vs_uniform"]["auc"]["lo"], v["vs_uniform"]["auc"]["hi"]
         assert lo <= v["vs_uniform"]["auc"]["mean"] <= hi
     assert (tmp_path / "cmp" / "accuracy_vs_compute.png").stat().st_size > 1000
-    assert "| uniform |" in capsys.readouterr().out
+    assert "| uniform |" in (tmp_path / "cmp" / "comparison.md").read_text()
 
 
 def test_train_command_and_errors(tiny_models, tmp_path, capsys):
     args = ["train", "configs/tiny.toml", f'models.student="{tiny_models["student"]}"',
             f'models.teacher="{tiny_models["teacher"]}"', "budget.steps=2",
-            "--out", str(tmp_path / "r")]
+            "weights.method=uniform", "--out", str(tmp_path / "r")]
     assert main(args) == 0
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["steps"] == 2
     capsys.readouterr()

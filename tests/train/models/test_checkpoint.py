@@ -23,6 +23,7 @@ from paced_train.models.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from paced_train.rundir import MARKER
 
 
 def _net_and_opt(seed=0):
@@ -105,6 +106,7 @@ def test_a_planted_pickle_never_runs(tiny_models, tmp_path, capsys, how, name):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.toml").write_text("")
+    (run / MARKER).write_text("{}")  # a run directory from someone else carries the marker
     _plant(run / "checkpoints" / name, marker, how)
     with pytest.raises(CheckpointError, match="pickle"):
         read_checkpoint(checkpoint_path(run))
