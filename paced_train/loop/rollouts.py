@@ -96,6 +96,7 @@ def refresh_rows(cfg: RunConfig, st: State) -> np.ndarray | None:
     oldest = everything[np.argsort(-ages, kind="stable")]
     if ro.max_age > 0:
         oldest = oldest[ages[oldest] + ro.refresh_every - 1 > ro.max_age]
+    due = len(oldest)
     per = st.refresh_flops / max(st.refresh_rows, 1)  # one problem's cost, last refresh
     if per > 0:
         allowed = np.inf
@@ -104,17 +105,23 @@ def refresh_rows(cfg: RunConfig, st: State) -> np.ndarray | None:
         if cfg.budget.flops > 0:
             allowed = min(allowed, cfg.budget.flops - led.flops)
         oldest = oldest[:max(int(allowed // per), 0)] if allowed < np.inf else oldest
+    st.refresh_cut = len(oldest) < due  # read by refresh(): a cut refresh can stop a run
     return np.sort(oldest)
 
 
 def refresh(run: Run, st: State, rows: np.ndarray) -> None:
     """Measure `rows` with the configured source (rollouts.source), sum the ledger over ranks,
     and keep the policy's bookkeeping: the step of this check, the cost per problem, and the
-    count of refreshes in a row after which every weight is 0 (the loop stops at 3)."""
+    count of refreshes in a row after which every weight is 0 (the loop stops at 3; a check
+    that the cap or the budget cut to nothing counts too, or a run whose budget cannot pay
+    for a refresh and keeps no problem would take empty steps to the step limit)."""
     cfg, d = run.cfg, run.dist
     before = st.ledger.row()
     st.last_refresh = st.step
-    if len(rows) == 0:
+    if len(rows) == 0:  # nothing stale, or nothing the cap or the budget can pay for: when
+        # the latter leaves every weight 0, the run can never keep a problem again
+        if st.refresh_cut and not problem_weights(cfg.weights, st.table, st.table.ids).any():
+            st.idle_refreshes += 1
         return
     if cfg.rollouts.source == "likelihood":
         refresh_likelihood(run, st, rows)

@@ -61,6 +61,7 @@ class State:
     refresh_rows: int = 0       # problems it measured (refresh_flops / this: cost per problem)
     idle_refreshes: int = 0     # refreshes in a row after which every weight was 0
     last_refresh: int = -1      # step of the last pass-rate refresh (-1: none yet)
+    refresh_cut: bool = False   # the last check was cut by max_share or the budget (transient)
 
     def extra(self, cfg: RunConfig) -> dict:
         """The checkpoint's JSON part: this state and the run's config."""

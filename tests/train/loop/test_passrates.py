@@ -211,3 +211,19 @@ def test_floor_weight_only_at_zero_successes():
     assert w[1] == pytest.approx(0.125 * 0.875) and w[2] == pytest.approx(0.25)
     w0 = problem_weights(WeightsSection(), t, t.ids)
     assert w0[0] == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(c0=st.integers(0, 8), outcomes=st.lists(st.booleans(), max_size=30),
+       seed=st.integers(0, 2**32 - 1))
+def test_window_counts_stay_valid_and_the_last_k_outcomes_decide_once_seen(c0, outcomes, seed):
+    """For any sequence of on-policy outcomes after a refresh: 0 <= c <= n <= K always, and
+    once K outcomes were added p_hat is exactly the mean of the last K of them."""
+    t = PassRateTable(["a"])
+    t.refresh(["a"], [c0], 8, step=0)
+    rng = np.random.default_rng(seed)
+    for i, x in enumerate(outcomes):
+        t.add(["a"], [x], window=8, rng=rng)
+        assert 0 <= t.c[0] <= t.n[0] <= 8
+        if i >= 7:
+            assert t.c[0] == sum(outcomes[i - 7:i + 1]) and t.n[0] == 8

@@ -287,14 +287,19 @@ def test_a_refresh_the_budget_cannot_pay_for_is_cut(tiny_cfg, tmp_path):
     first = train(tiny_cfg("weights.method=paced", "budget.steps=4"), tmp_path / "one")
     per_refresh = first["flops"]  # steps 1-4: one refresh at step 0, nothing else paid
     assert per_refresh > 0 and first["steps"] == 4
-    cfg = tiny_cfg("weights.method=paced", "budget.steps=12",
+    cfg = tiny_cfg("weights.method=paced", "budget.steps=1000",
                    f"budget.flops={2.5 * per_refresh}")
     s = train(cfg, tmp_path / "capped")
     # two refreshes (their costs differ a little: sampled completion lengths vary), then
     # the third cut to the problems the budget can pay for (it never overshoots); three
-    # refreshes that keep nothing stop the run
+    # refreshes that keep nothing stop the run (checks the budget cuts to nothing count: the
+    # run used to take empty steps up to budget.steps)
     assert 2.2 * per_refresh < s["flops"] <= cfg.budget.flops
     assert s["steps"] == 9 and "stopped" in s
+    tight = tiny_cfg("weights.method=paced", "budget.steps=1000",
+                     f"budget.flops={2.02 * per_refresh}")
+    t = train(tight, tmp_path / "tight")  # the third check can pay for (almost) nothing
+    assert t["steps"] <= 12 and "stopped" in t
 
 
 def test_a_refresh_that_crosses_an_evaluation_boundary_does_not_skip_it(tiny_cfg, tmp_path):
