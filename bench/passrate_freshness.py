@@ -18,7 +18,7 @@ halves of two-stage and under reverse KL; estimation <= 10 % of the FLOPs and <=
 the wall time. Asserts nothing; writes bench/results/passrate_freshness.{json,md}.
 
     python bench/passrate_freshness.py [--out runs/passrate_freshness] [--jobs 2]
-        [--seed 0] [--variants]
+        [--seed 0] [--variants] [--overwrite]
 """
 
 from __future__ import annotations
@@ -96,12 +96,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", action="store_true", help="also run VARIANTS")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace runs in --out made with another config")
     ap.add_argument("--results", default=str(ROOT / "results" / "passrate_freshness"))
     args = ap.parse_args()
     cfg = load_config(demo_config_path(), ["run.progress=false", f"run.seed={args.seed}"])
     arms = {**ARMS, **(VARIANTS if args.variants else {})}
     t0 = time.time()
-    runs = run_groups([Group(Path(args.out), cfg, arms)], 1, args.jobs, progress=False)[0]
+    runs = run_groups([Group(Path(args.out), cfg, arms)], 1, args.jobs, args.overwrite,
+                      progress=False)[0]
     budget = runs["uniform"][0]["flops"]
     rows = [measure(a, rs[0], budget) for a, rs in runs.items()]
     md = (f"Demo configuration (`paced_train/configs/demo.toml`), seed {args.seed}, every run "

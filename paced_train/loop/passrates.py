@@ -39,7 +39,6 @@ from paced_theory.errors import InputError
 from paced_theory.kernels import beta_kernel, estimate_weight, hard_band, uniform_kernel
 
 METHODS = ("paced", "uniform", "hard")
-SETTLED = 1e-3  # an exact pass probability below this (above 1 - this) counts as 0 (1) in shares
 NORMALISERS = ("sum", "mean", "none")
 
 
@@ -143,11 +142,12 @@ class PassRateTable:
         c, n, p = self.c[idx], self.n[idx], self.p[idx]
         return np.where(~np.isnan(p), p, np.where(n > 0, c / np.maximum(n, 1), np.nan))
 
-    def shares(self, refresh: int | None = None) -> dict | None:
+    def shares(self, refresh: int | None = None, K: int = 8) -> dict | None:
         """Shares of measured problems at p_hat = 0 ("zero"), strictly between ("frontier")
         and at 1 ("one"): now, or as measured by the refresh-th refresh (0: the first, the
         pool's composition at the start). None when nothing was measured. An exact P counts
-        as 0 below SETTLED and as 1 above 1 - SETTLED."""
+        by what K rollouts would give in expectation: (1 - P)^K to zero, P^K to one (so
+        the shares mean what they meant when pass rates were K rollouts)."""
         if refresh is None:
             r = self.rates()
             r, exact = r[~np.isnan(r)], bool((~np.isnan(self.p)).any())
@@ -163,8 +163,10 @@ class PassRateTable:
                 r = c / np.broadcast_to(np.asarray(h["n"]), len(c))
         if len(r) == 0:
             return None
-        tol = SETTLED if exact else 0.0
-        zero, one = float(np.mean(r <= tol)), float(np.mean(r >= 1 - tol))
+        if exact:
+            zero, one = float(np.mean((1 - r) ** K)), float(np.mean(r ** K))
+        else:
+            zero, one = float(np.mean(r == 0)), float(np.mean(r == 1))
         return {"zero": zero, "frontier": 1.0 - zero - one, "one": one}
 
     def histogram(self, bins: int = 4) -> str:

@@ -305,8 +305,8 @@ def _summary(run: Run, st: State) -> dict:
                                     if st.ledger.flops > 0 else 0.0),
             "pass_rate_histogram": st.table.histogram(),
             "refreshes": len(st.table.history),
-            "pass_rate_shares_start": st.table.shares(0),
-            "pass_rate_shares_end": st.table.shares(),
+            "pass_rate_shares_start": st.table.shares(0, run.cfg.rollouts.K),
+            "pass_rate_shares_end": st.table.shares(None, run.cfg.rollouts.K),
             "teacher_reference_acc": float(np.mean(ref_ok)) if ref_ok else None,
             "n_train": len(run.train_set), "n_heldout": len(run.heldout),
             "device": str(run.device)}

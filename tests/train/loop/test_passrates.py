@@ -88,7 +88,10 @@ def test_exact_pass_probabilities_give_continuous_weights():
     np.testing.assert_allclose(w, [0.21, 0.0001 * 0.9999, 0.0])  # nearly nothing is 0
     assert problem_weights(WeightsSection(method="hard", lo=0.1, hi=0.9), t,
                            ["a", "b"]).tolist() == [1.0, 0.0]
-    assert t.shares(0) == {"zero": 0.5, "frontier": 0.5, "one": 0.0}  # P < 1e-3 counts as 0
+    # what K rollouts would give in expectation: (1 - P)^K at 0, P^K at 1
+    sh = t.shares(0, K=8)
+    assert sh["zero"] == pytest.approx((0.7**8 + 0.9999**8) / 2)
+    assert sh["one"] == pytest.approx((0.3**8 + 0.0001**8) / 2)
     t.add(["a"], [0], window=8, rng=np.random.default_rng(0))  # exact entries: left alone
     assert t.rates(["a"])[0] == 0.3
     t.refresh(["a"], [8], 8, step=5)  # counts replace an exact entry
