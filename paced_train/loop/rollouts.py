@@ -23,9 +23,12 @@ The refresh policy (ours). Every rollouts.refresh_every steps the table is check
     out of the sampler (weight 0) are measured like every other, so they can come back.
   - rollouts.max_share < 1: the refresh is cut, oldest entries first, to what keeps the
     pass-rate estimation's share of the FLOPs at or below max_share, its cost per problem
-    estimated from the last refresh. It is never postponed as a whole (the old cap estimated a
-    refresh from the first, whole-pool one and postponed refreshes for half of the demo's
-    run); a cut refresh shows as a larger pass_rate_age_max in metrics.jsonl.
+    estimated from the last refresh. The first refresh (every problem, before step 1) is a
+    setup cost every weighted method pays once: it is left out of that share (counted, it
+    made the cap cut the second whole-pool refresh of the demo's reverse-KL Paced). A
+    refresh is never postponed as a whole (the old cap estimated a refresh from the first,
+    whole-pool one and postponed refreshes for half of the demo's run); a cut refresh shows
+    as a larger pass_rate_age_max in metrics.jsonl.
   - A refresh that a FLOPs budget cannot pay for in full is cut the same way.
 The first refresh (before step 1) measures every problem.
 """
@@ -100,8 +103,11 @@ def refresh_rows(cfg: RunConfig, st: State) -> np.ndarray | None:
     per = st.refresh_flops / max(st.refresh_rows, 1)  # one problem's cost, last refresh
     if per > 0:
         allowed = np.inf
-        if ro.max_share < 1:  # x <= max_share (flops + x) - spent  <=>  x <= (...) / (1 - s)
-            allowed = (ro.max_share * led.flops - led.estimation_flops) / (1 - ro.max_share)
+        if ro.max_share < 1:  # e + x <= s (f + x)  <=>  x <= (s f - e) / (1 - s), with e and
+            # f the estimation and all FLOPs since the first refresh (a setup cost, exempt)
+            first = st.first_refresh_flops
+            allowed = (ro.max_share * (led.flops - first) - (led.estimation_flops - first)) \
+                / (1 - ro.max_share)
         if cfg.budget.flops > 0:
             allowed = min(allowed, cfg.budget.flops - led.flops)
         oldest = oldest[:max(int(allowed // per), 0)] if allowed < np.inf else oldest
@@ -117,7 +123,7 @@ def refresh(run: Run, st: State, rows: np.ndarray) -> None:
     for a refresh and keeps no problem would take empty steps to the step limit)."""
     cfg, d = run.cfg, run.dist
     before = st.ledger.row()
-    st.last_refresh = st.step
+    first, st.last_refresh = st.last_refresh < 0, st.step
     if len(rows) == 0:  # nothing stale, or nothing the cap or the budget can pay for: when
         # the latter leaves every weight 0, the run can never keep a problem again
         if st.refresh_cut and not problem_weights(cfg.weights, st.table, st.table.ids).any():
@@ -129,6 +135,8 @@ def refresh(run: Run, st: State, rows: np.ndarray) -> None:
         refresh_pass_rates(run, st, rows)
     distributed.sum_ledger(d, st.ledger, before, run.device)
     st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
+    if first:
+        st.first_refresh_flops = st.refresh_flops
     st.refresh_rows = len(rows)
     idle = not problem_weights(cfg.weights, st.table, st.table.ids).any()
     st.idle_refreshes = st.idle_refreshes + 1 if idle else 0

@@ -59,6 +59,7 @@ class State:
     wall: float = 0.0
     refresh_flops: float = 0.0  # FLOPs of the last pass-rate refresh (all ranks)
     refresh_rows: int = 0       # problems it measured (refresh_flops / this: cost per problem)
+    first_refresh_flops: float = 0.0  # the first refresh's FLOPs (exempt from max_share)
     idle_refreshes: int = 0     # refreshes in a row after which every weight was 0
     last_refresh: int = -1      # step of the last pass-rate refresh (-1: none yet)
     refresh_cut: bool = False   # the last check was cut by max_share or the budget (transient)
@@ -69,7 +70,9 @@ class State:
                 "references": self.references, "reference_ok": self.reference_ok,
                 "retention_start": self.retention_start, "last_eval": self.last_eval,
                 "timers": self.timers, "wall": self.wall, "refresh_flops": self.refresh_flops,
-                "refresh_rows": self.refresh_rows, "idle_refreshes": self.idle_refreshes,
+                "refresh_rows": self.refresh_rows,
+                "first_refresh_flops": self.first_refresh_flops,
+                "idle_refreshes": self.idle_refreshes,
                 "last_refresh": self.last_refresh,
                 "config": config_to_toml(cfg)}
 
@@ -86,6 +89,7 @@ class State:
         self.wall = extra["wall"]
         self.refresh_flops = float(extra.get("refresh_flops", 0.0))
         self.refresh_rows = int(extra.get("refresh_rows", len(self.table.ids)))
+        self.first_refresh_flops = float(extra.get("first_refresh_flops", 0.0))
         self.idle_refreshes = int(extra.get("idle_refreshes", 0))
         self.last_refresh = int(extra.get("last_refresh",
                                           step - step % max(refresh_every, 1)))

@@ -325,13 +325,14 @@ def _last_good(cfg: RunConfig, ckpt: Path) -> str:
 def _idle_message(cfg: RunConfig, st: State) -> str:
     """Why a run stopped after IDLE_REFRESHES refreshes that kept nothing, and what to change."""
     r = st.table.rates()
-    n0, n1 = int((r == 0).sum()), int((r == 1).sum())
+    lo, hi = (cfg.weights.lo, cfg.weights.hi) if cfg.weights.method == "hard" else (0.0, 1.0)
+    n0, n1 = int((r <= lo).sum()), int((r >= hi).sum())  # exact P: at or past the band's ends
     rest = len(r) - n0 - n1
     band = (f", {rest} lie outside weights.lo < p_hat < weights.hi" if rest else "")
     return (f"every problem had weight 0 after {IDLE_REFRESHES} pass-rate refreshes in a row, "
             f"so nothing was trained since the first of them and the run stopped at step "
-            f"{st.step}: of {len(r)} training problems the student solved none of its rollouts "
-            f"on {n0} (hopeless for it) and all of them on {n1} (already solved){band}, and "
+            f"{st.step}: of {len(r)} training problems the student's pass rate is at most "
+            f"{lo:g} on {n0} (hopeless for it) and at least {hi:g} on {n1} (solved){band}, and "
             f"weights.method = '{cfg.weights.method}' gives those weight 0. Give problems "
             "nearer the student's level (data.*), more rollouts (rollouts.K) or a higher "
             "rollouts.temperature, or use weights.method = 'uniform' or "

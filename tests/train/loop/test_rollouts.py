@@ -89,6 +89,9 @@ def test_refresh_rows_spacing_age_share_cap_and_budget():
     capped = load_config(None, ["rollouts.refresh_every=10", "rollouts.max_share=0.2"])
     st.ledger.flops = 1800.0
     assert refresh_rows(capped, st).tolist() == []
+    st.first_refresh_flops = 1000.0  # the first refresh is exempt: x <= 0.2 * 800 / 0.8
+    assert refresh_rows(capped, st).tolist() == [0, 1]
+    st.first_refresh_flops = 0.0
     st.ledger.flops = 5500.0                            # x <= 125: one problem, the oldest
     assert refresh_rows(capped, st).tolist() == [0]
     st.ledger.flops = 9000.0
