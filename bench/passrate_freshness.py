@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -107,7 +110,10 @@ def main() -> None:
                       progress=False)[0]
     budget = runs["uniform"][0]["flops"]
     rows = [measure(a, rs[0], budget) for a, rs in runs.items()]
-    md = (f"Demo configuration (`paced_train/configs/demo.toml`), seed {args.seed}, every run "
+    cmd = "python bench/passrate_freshness.py " + " ".join(sys.argv[1:])
+    md = (f"`{cmd}` on {platform.node() or 'this machine'} ({os.cpu_count()} CPU cores), "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
+          f"Demo configuration (`paced_train/configs/demo.toml`), seed {args.seed}, every run "
           f"at the uniform run's FLOPs ({budget:.3g}); {time.time() - t0:.0f} s on "
           f"{args.jobs} process(es).\n\n" + table(rows) + "\n\nGoals: age max <= "
           f"{AGE_GOAL} steps, estimation <= {FLOPS_GOAL:.0%} of FLOPs and <= "
