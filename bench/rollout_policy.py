@@ -30,8 +30,12 @@ from paced_train.experiments.compare import run_config, train_or_reuse
 from paced_train.experiments.demo import demo_config_path
 from paced_train.loop.ledger import eval_curve
 
-POLICIES = {"full": ["rollouts.settled_K=0", "rollouts.max_share=1.0"],
-            "sequential": ["rollouts.settled_K=2", "rollouts.max_share=1.0"]}
+# rollouts, as the demo measured pass rates before issue 17 (its config now uses the
+# likelihood source: bench/passrate_freshness.py)
+ROLLOUTS = ["rollouts.source=rollouts", "rollouts.max_age=0", "rollouts.refresh_every=50",
+            "weights.lo=0", "weights.hi=1"]
+POLICIES = {"full": [*ROLLOUTS, "rollouts.settled_K=0", "rollouts.max_share=1.0"],
+            "sequential": [*ROLLOUTS, "rollouts.settled_K=2", "rollouts.max_share=1.0"]}
 
 
 def _one(args):

@@ -65,10 +65,21 @@ class ModelsSection:
 
 @dataclass(frozen=True)
 class RolloutsSection:
+    """How pass rates are measured and kept current (loop/rollouts.py, loop/likelihood.py)."""
+
+    source: str = "rollouts"      # rollouts: K verified student samples per problem |
+                                  # likelihood: the student's probability of the canonical
+                                  # answer (tasks with one accepted string: add, mul)
+    likelihood: str = "binomial"  # likelihood source: binomial = c ~ Binomial(K, P) (the
+                                  # distribution of K rollouts' count, rollout-like support) |
+                                  # exact = p_hat = P (continuous weights)
     K: int = 8                    # student rollouts per problem per pass-rate refresh
-    refresh_every: int = 20       # steps between refreshes of the whole pool's pass rates
-    max_share: float = 1.0        # < 1: postpone a due refresh while it would lift the
-                                  # rollouts' share of the FLOPs used above this
+    refresh_every: int = 20       # steps between refreshes (checks, with max_age > 0)
+    max_age: int = 0              # > 0: a refresh measures only the entries that would
+                                  # otherwise be older than this many steps before the next
+                                  # one (oldest first); 0: every problem, every refresh
+    max_share: float = 1.0        # < 1: cut a refresh (oldest entries first) to what keeps
+                                  # pass-rate estimation at or below this share of the FLOPs
     settled_K: int = 0            # > 0: a problem settled at p_hat in {0, 1} gets settled_K
                                   # rollouts first, and the other K - settled_K only if they
                                   # break the streak (sequential K; 0 = always K)
@@ -182,6 +193,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "extract"): ("first", "last"),
     ("optim", "schedule"): ("constant", "cosine"),
     ("optim", "sampler"): ("pool", "kept"),
+    ("rollouts", "source"): ("rollouts", "likelihood"),
+    ("rollouts", "likelihood"): ("binomial", "exact"),
 }
 # keys that may change between a run and its --resume (they do not change what is computed)
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",
@@ -383,6 +396,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
     at_least_zero = ["optim.warmup_steps", "optim.weight_decay", "optim.grad_clip",
                      "budget.flops", "weights.alpha", "weights.beta", "probe.sketch_dim",
                      "probe.n_boot", "probe.max_per_bin", "run.threads", "rollouts.settled_K",
+                     "rollouts.max_age",
                      "weights.floor"]
     positive = ["optim.lr", "rollouts.temperature", "loss.temperature", "weights.prior_a",
                 "weights.prior_b"]
@@ -432,6 +446,15 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
                 f"{lo.privileged_template!r})")
     if not 0.0 <= cfg.optim.min_lr_frac <= 1.0:
         bad("optim.min_lr_frac", f"must be a fraction in [0, 1] (got {cfg.optim.min_lr_frac})")
+    ro = cfg.rollouts
+    if ro.source == "likelihood" and ro.likelihood == "exact" and w.estimator != "plugin":
+        bad("weights.estimator", f"= {w.estimator!r} estimates w(p) from counts, but "
+            "'rollouts.likelihood' = 'exact' gives p itself (w(P) is used as is); use "
+            "estimator = 'plugin' or rollouts.likelihood = 'binomial'")
+    if ro.source == "likelihood" and ro.top_p < 1.0:
+        bad("rollouts.top_p", f"= {ro.top_p}: 'rollouts.source' = 'likelihood' is the pass "
+            "probability of sampling from the full softmax; use top_p = 1 or source = "
+            "'rollouts'")
     if not 0.0 < cfg.rollouts.max_share <= 1.0:
         bad("rollouts.max_share", f"must be in (0, 1] (got {cfg.rollouts.max_share}); 1 "
             "turns the cap off")

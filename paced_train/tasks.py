@@ -203,6 +203,18 @@ def target_text(problem: Problem) -> str:
     return problem.answer[::-1] if problem.skill in REVERSED else problem.answer
 
 
+def canonical_answer(problem: Problem) -> str | None:
+    """The one completion text `verify` accepts, or None when a task accepts many.
+
+    add/mul qualify: verify accepts exactly the reversed answer digits, up to surrounding
+    whitespace and pad tokens (decoded to nothing), so the canonical completion is
+    target_text + eos and every other accepted string needs the model to emit whitespace
+    or pad where it is trained to emit digits or eos (measured: <= 2e-5 of the accepted
+    mass on the shipped and trained students, issue 17). compare and JSONL problems do not:
+    verify reads the first sign or number of any completion ("<x" and "< " both pass)."""
+    return target_text(problem) if problem.skill in REVERSED else None
+
+
 def privileged_prompt(problem: Problem, template: str) -> str:
     """The teacher's prompt in self-distillation: `template` with {prompt} and {answer} (the
     completion the student should write, `target_text`) filled in."""

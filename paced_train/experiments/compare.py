@@ -15,6 +15,9 @@ Per method and seed it measures, from the run's metrics.jsonl:
                weighting alone buys) over [0, the smallest training-FLOPs total of the seed]
   compute_to_uniform_final   FLOPs to first reach the same seed's uniform final accuracy
   forgetting   retention accuracy at the start minus at the end
+  pass_rate_age_max, pass_rate_age   the oldest pass rate any step's sampler read, and the
+               mean age of the steps' candidates' pass rates, in optimizer updates
+               (metrics.jsonl's step rows; None for uniform weighting, which reads none)
 and compares each method with uniform on the same seeds: the per-seed difference with a 95 %
 paired t-interval, the seeds won and a sign-flip p-value (paced_theory.stats.paired), saying
 "not significant" when the interval contains 0. compute_to_uniform_final is None where a
@@ -172,6 +175,15 @@ def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------- summary
+def pass_rate_ages(run_dir) -> tuple[float | None, float | None]:
+    """(max of pass_rate_age_max, mean of pass_rate_age) over a run's step rows; None where
+    no step read a pass rate (uniform, or runs that predate the columns)."""
+    rows = read_metrics(run_dir, "step")
+    top = [r["pass_rate_age_max"] for r in rows if r.get("pass_rate_age_max") is not None]
+    mean = [r["pass_rate_age"] for r in rows if r.get("pass_rate_age") is not None]
+    return (float(max(top)) if top else None, float(np.mean(mean)) if mean else None)
+
+
 def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
     """{method: {metric: [value per seed]}} (module docstring), paired by seed index."""
     base = next(iter(runs))  # the baseline (uniform): its runs set budgets and targets
@@ -187,6 +199,7 @@ def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
         # a target met at the start (uniform ended at or below where it began) measures nothing
         reach = [None if curves[m][s][1][0] >= target[s] else
                  compute_to_reach(*curves[m][s], target[s]) for s in range(seeds)]
+        ages = [pass_rate_ages(r["run_dir"]) for r in rs]
         out[m] = {
             "start_acc": [float(curves[m][s][1][0]) for s in range(seeds)],
             "final_acc": [r["acc"] for r in rs],
@@ -201,6 +214,8 @@ def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
             "rollout_flops_share": [r.get("rollout_flops_share", 0.0) for r in rs],
             "rollout_share": [r["rollout_share"] for r in rs],
             "steps": [r["steps"] for r in rs],
+            "pass_rate_age_max": [a[0] for a in ages],
+            "pass_rate_age": [a[1] for a in ages],
             "flops_ratio_to_uniform": [r["flops"] / b for r, b in zip(rs, budget)],
         }
     return out
@@ -224,6 +239,8 @@ def summarise(runs: dict[str, list[dict]], seeds: int) -> dict:
                                              "retention", "mean_at_k", "rollout_flops_share",
                                              "rollout_share", "steps",
                                              "flops_ratio_to_uniform")}
+        entry.update({k: (mean_sd(v[k]) if all(x is not None for x in v[k]) else None)
+                      for k in ("pass_rate_age_max", "pass_rate_age")})
         entry.update({
             "acc_by_difficulty": {k: mean_sd([r["acc_by_difficulty"][k] for r in rs])
                                   for k in rs[0]["acc_by_difficulty"]},

@@ -24,7 +24,7 @@ QUICK = ["budget.steps=6", "eval.every=3", "data.n_train_per_cell=6", "data.n_ev
          "data.n_retention=8", "rollouts.K=4", "rollouts.settled_K=2", "rollouts.refresh_every=3",
          "run.progress=false", "data.add_counts=[]", "data.mul_counts=[]"]
 TARGET_GAIN = 0.20       # uniform must raise held-out accuracy this much, or nothing is tested
-TARGET_ROLLOUT = 0.20    # Paced's rollouts: at most this share of its FLOPs and wall time
+TARGET_ROLLOUT = 0.20    # Paced's pass-rate estimation: at most this share of FLOPs, wall time
 
 
 def demo_config_path() -> Path:
@@ -97,7 +97,7 @@ def targets_section(result: dict) -> str:
     if "paced" in m:
         f_share, w_share = m["paced"]["rollout_flops_share"], m["paced"]["rollout_share"]
         met = f_share[0] <= TARGET_ROLLOUT and w_share[0] <= TARGET_ROLLOUT
-        lines.append(f"- Paced's rollouts: {f_share[0]:.2f} of its FLOPs, {w_share[0]:.2f} of "
-                     f"its training wall time (target <= {TARGET_ROLLOUT:.2f}: "
+        lines.append(f"- Paced's pass-rate estimation: {f_share[0]:.2f} of its FLOPs, "
+                     f"{w_share[0]:.2f} of its training wall time (target <= {TARGET_ROLLOUT:.2f}: "
                      f"{'met' if met else 'NOT met'}).")
     return "\n".join(lines)

@@ -14,8 +14,8 @@ from paced_train.loop.ledger import eval_curve
 # Okabe-Ito, colour-blind safe
 PALETTE = {"uniform": "#000000", "hard": "#E69F00", "paced": "#0072B2", "akl": "#009E73",
            "two-stage": "#D55E00", "reverse": "#CC79A7", "uniform-reverse": "#56B4E9"}
-AXES = {"flops": "total FLOPs (rollouts included)",
-        "train_flops": "training FLOPs (rollouts excluded)"}
+AXES = {"flops": "total FLOPs (pass-rate estimation included)",
+        "train_flops": "training FLOPs (pass-rate estimation excluded)"}
 
 
 def pm(x, fmt: str = "{:.3f}") -> str:
@@ -41,6 +41,12 @@ def ci(p: dict | None, fmt: str = "{:+.3f}") -> str:
             f"p {p['p']:.3f}{tag}")
 
 
+def _ages(r: dict) -> str:
+    """'max / mean' pass-rate ages of a method (mean over seeds); '–' where it reads none."""
+    top, mean = r.get("pass_rate_age_max"), r.get("pass_rate_age")
+    return "–" if top is None or mean is None else f"{top[0]:.0f} / {mean[0]:.1f}"
+
+
 def comparison_markdown(result: dict) -> str:
     seeds = result["seeds"]
     gain = result["uniform_gain"]
@@ -61,13 +67,15 @@ def comparison_markdown(result: dict) -> str:
                      f"{pm(r['auc'])} | {ci(vs.get('auc'))} | {pm(r['auc_train'])} | "
                      f"{ci(vs.get('auc_train'))} | {reach} |")
     lines += ["", "| method | forgetting (retention start − end) | forgetting reduction vs "
-              "uniform | rollout share of FLOPs | rollout share of train time | steps | "
-              "FLOPs used (× uniform) | wall s |", "|---|---|---|---|---|---|---|---|"]
+              "uniform | estimation share of FLOPs | estimation share of train time | "
+              "pass-rate age max / mean (steps) | steps | FLOPs used (× uniform) | wall s |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m, r in result["methods"].items():
         vs = r.get("vs_uniform", {})
         lines.append(f"| {m} | {pm(r['forgetting'])} | {ci(vs.get('forgetting_reduction'))} | "
                      f"{pm(r['rollout_flops_share'], '{:.2f}')} | "
-                     f"{pm(r['rollout_share'], '{:.2f}')} | {pm(r['steps'], '{:.0f}')} | "
+                     f"{pm(r['rollout_share'], '{:.2f}')} | {_ages(r)} | "
+                     f"{pm(r['steps'], '{:.0f}')} | "
                      f"{pm(r['flops_ratio_to_uniform'], '{:.3f}')} | "
                      f"{pm(r['wall_s'], '{:.0f}')} |")
     budgets = ", ".join(f"{f:.3g}" for f in result["budget_flops"])
@@ -79,7 +87,11 @@ def comparison_markdown(result: dict) -> str:
               "A verdict wants ≥ 10 seeds: with 5 the smallest possible p is 0.0625. AUC "
               "is the mean held-out accuracy over the compute axis (total FLOPs: [0, "
               "budget]; training FLOPs: [0, the seed's smallest training total]). "
-              "Forgetting reduction > 0: the method forgets less than uniform."]
+              "Forgetting reduction > 0: the method forgets less than uniform. Estimation: "
+              "pass-rate refresh rollouts and likelihood passes (reverse KL's on-policy "
+              "samples are training). Pass-rate age: optimizer updates since the pass rates "
+              "a step read were measured, the run's oldest (max) and its steps' candidates' "
+              "mean, mean over seeds."]
     return "\n".join(lines)
 
 

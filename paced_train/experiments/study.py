@@ -235,8 +235,8 @@ def table_markdown(table: list[dict]) -> str:
     from paced_train.experiments.report import ci
 
     lines = ["| pool | loss | arm | hopeless share | final acc | Δ final vs uniform | AUC | "
-             "AUC ratio to uniform | compute to uniform's final (× uniform) | rollout FLOPs "
-             "share |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "AUC ratio to uniform | compute to uniform's final (× uniform) | estimation "
+             "FLOPs share |", "|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         c = t["compute_ratio"]
         comp = (f"not reached (0/{t['n']})" if not t["reached"] else

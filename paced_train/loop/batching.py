@@ -45,6 +45,22 @@ def sampling_pool(cfg: RunConfig, table: PassRateTable) -> np.ndarray:
     return kept if kept.size else everything
 
 
+def pass_rate_ages(cfg: RunConfig, table: PassRateTable, cand: np.ndarray,
+                   step: int) -> dict:
+    """How old the pass rates behind a step are, in optimizer updates (table.ages at `step`,
+    the student's update count when the step's weights are read): pass_rate_age, the mean
+    over the step's candidates `cand` (indices into the table), and pass_rate_age_max, the
+    oldest entry the sampler read: the whole table under optim.sampler = "kept" (a problem
+    left out as solved or hopeless is decided by its pass rate too), the candidates under
+    "pool". None for both under uniform weighting, which reads no pass rate."""
+    if cfg.weights.method == "uniform" or len(cand) == 0:
+        return {"pass_rate_age": None, "pass_rate_age_max": None}
+    ages = table.ages(step)
+    read = ages if cfg.optim.sampler == "kept" else ages[cand]
+    return {"pass_rate_age": round(float(ages[cand].mean()), 3),
+            "pass_rate_age_max": int(read.max())}
+
+
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int,
          device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, y, mask), each (B, T-1); mask is float 1.0 on completion-predicting positions."""

@@ -1,9 +1,13 @@
 """The compute ledger (tokens processed and estimated FLOPs, cumulative over a run) and the
 metrics.jsonl log it is written to every step.
 
-Four token counters, each the number of real (non-padding) token positions processed:
-  rollout_tokens       student generation: pass-rate refreshes and the on-policy samples of
-                       reverse KL (prompt tokens once, then every generated token; KV cache)
+Six token counters, each the number of real (non-padding) token positions processed:
+  rollout_tokens       student generation for pass-rate refreshes (prompt tokens once, then
+                       every generated token; KV cache)
+  estimate_tokens      student teacher-forced forward passes that measure pass rates from the
+                       likelihood of the canonical answer (rollouts.source = "likelihood")
+  sample_tokens        student generation of reverse KL's on-policy samples: training compute
+                       (they also update the pass-rate table, but are not estimation cost)
   teacher_tokens       teacher forward passes: greedy reference completions (generated once
                        per problem and cached) and the teacher logits of every training batch
   student_fwd_tokens   student forward passes of training batches
@@ -13,8 +17,9 @@ FLOPs use the standard dense-transformer estimate (Kaplan et al. 2020):
 with N the NON-embedding parameter count of the model doing the work (N_student for rollouts
 and training, N_teacher for the teacher). It ignores attention's sequence-length term, which
 is small at our sequence lengths. Evaluation is measurement, not training, and is not
-charged. Ours: the accounting rule (it is what makes equal-compute comparisons fair to
-uniform weighting: PACED's rollouts are charged in full).
+charged. Pass-rate estimation = rollout_tokens + estimate_tokens (estimation_flops): what a
+weighted method pays that uniform does not. Ours: the accounting rule (it is what makes
+equal-compute comparisons fair to uniform weighting: PACED's estimation is charged in full).
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ import numpy as np
 from paced_theory.errors import InputError
 from paced_theory.jsonable import strict_json
 
-FIELDS = ("rollout_tokens", "teacher_tokens", "student_fwd_tokens", "student_bwd_tokens",
-          "flops")
+FIELDS = ("rollout_tokens", "estimate_tokens", "sample_tokens", "teacher_tokens",
+          "student_fwd_tokens", "student_bwd_tokens", "flops")
 
 
 @dataclass
@@ -37,14 +42,29 @@ class Ledger:
     n_student: int   # non-embedding parameters of the student
     n_teacher: int   # ... and of the teacher
     rollout_tokens: int = 0
+    estimate_tokens: int = 0
+    sample_tokens: int = 0
     teacher_tokens: int = 0
     student_fwd_tokens: int = 0
     student_bwd_tokens: int = 0
     flops: float = 0.0
 
     def rollout(self, tokens: int) -> None:
-        """Student generation over `tokens` positions: 2 N_student tokens FLOPs."""
+        """Student generation for a pass-rate refresh over `tokens` positions: 2 N_student
+        tokens FLOPs."""
         self.rollout_tokens += int(tokens)
+        self.flops += 2.0 * self.n_student * int(tokens)
+
+    def estimate(self, tokens: int) -> None:
+        """Student teacher-forced forward for pass rates (likelihood source): 2 N_student
+        tokens."""
+        self.estimate_tokens += int(tokens)
+        self.flops += 2.0 * self.n_student * int(tokens)
+
+    def sample(self, tokens: int) -> None:
+        """Student generation of on-policy training samples (reverse KL): 2 N_student tokens,
+        training compute."""
+        self.sample_tokens += int(tokens)
         self.flops += 2.0 * self.n_student * int(tokens)
 
     def teacher(self, tokens: int) -> None:
@@ -69,8 +89,14 @@ class Ledger:
 
     @property
     def rollout_flops(self) -> float:
-        """The FLOPs of student generation (pass-rate refreshes and on-policy samples)."""
+        """The FLOPs of student generation for pass-rate refreshes."""
         return 2.0 * self.n_student * self.rollout_tokens
+
+    @property
+    def estimation_flops(self) -> float:
+        """The FLOPs of pass-rate estimation: refresh rollouts and likelihood passes (not the
+        on-policy samples, which are training compute)."""
+        return 2.0 * self.n_student * (self.rollout_tokens + self.estimate_tokens)
 
     def row(self) -> dict:
         """The cumulative counters (what metrics.jsonl logs every step)."""
@@ -146,8 +172,13 @@ def eval_curve(run: Path | str | list[dict],
                axis: str = "flops") -> tuple[np.ndarray, np.ndarray]:
     """(compute, held-out accuracy) at each evaluation of a run (read_metrics' eval rows, or
     the run's eval rows themselves, e.g. from a comparison's curves.csv); axis "flops"
-    (total) or "train_flops" (rollouts excluded)."""
+    (total) or "train_flops" (pass-rate estimation excluded: the eval row's
+    estimation_flops, or rollout_flops in runs that predate it)."""
     ev = run if isinstance(run, list) else read_metrics(run, "eval")
-    x = [r["flops"] - (r.get("rollout_flops") or 0.0) if axis == "train_flops" else r["flops"]
-         for r in ev]
+
+    def spent(r: dict) -> float:
+        e = r.get("estimation_flops")
+        return float(e if e is not None else (r.get("rollout_flops") or 0.0))
+
+    x = [r["flops"] - spent(r) if axis == "train_flops" else r["flops"] for r in ev]
     return np.array(x, dtype=float), np.array([r["acc"] for r in ev], dtype=float)

@@ -2,12 +2,35 @@
 
   generate_and_verify   k completions per problem and their verdicts (tasks.verify), with the
                         positions processed (what the ledger charges)
-  refresh_due           whether the table is refreshed before the next step (PACED's overhead,
-                        kept under rollouts.max_share of the FLOPs)
-  refresh_pass_rates    K rollouts per training problem (sequential K: settled_counts), split
+  refresh_rows          which problems are measured before the next step (the refresh policy
+                        below), or None
+  refresh               measures them: K rollouts each (refresh_pass_rates) or the likelihood
+                        of the canonical answer (likelihood.py, rollouts.source), and keeps
+                        the bookkeeping (last refresh, its cost, idle refreshes)
+  refresh_pass_rates    K rollouts per selected problem (sequential K: settled_counts), split
                         over ranks in seeded chunks, gathered into every rank's table
-  on_policy_samples     reverse KL's completions: one student sample per problem, which is a
-                        rollout too and updates the table
+  on_policy_samples     reverse KL's completions: one student sample per problem. Training
+                        compute (ledger.sample), not estimation: they update the table (a
+                        window of the latest K outcomes, passrates.PassRateTable.add) but do
+                        not count against rollouts.max_share
+
+The refresh policy (ours). Every rollouts.refresh_every steps the table is checked:
+  - rollouts.max_age = 0 (the default, and what configs before it meant): every problem is
+    measured again.
+  - rollouts.max_age = A > 0: only the entries that would be older than A steps before the
+    next check (age + refresh_every - 1 > A) are measured, oldest first. Entries refreshed for
+    free by the training forward (likelihood source) are not measured twice, and problems left
+    out of the sampler (weight 0) are measured like every other, so they can come back.
+  - rollouts.max_share < 1: the refresh is cut, oldest entries first, to what keeps the
+    pass-rate estimation's share of the FLOPs at or below max_share, its cost per problem
+    estimated from the last refresh. The first refresh (every problem, before step 1) is a
+    setup cost every weighted method pays once: it is left out of that share (counted, it
+    made the cap cut the second whole-pool refresh of the demo's reverse-KL Paced). A
+    refresh is never postponed as a whole (the old cap estimated a refresh from the first,
+    whole-pool one and postponed refreshes for half of the demo's run); a cut refresh shows
+    as a larger pass_rate_age_max in metrics.jsonl.
+  - A refresh that a FLOPs budget cannot pay for in full is cut the same way.
+The first refresh (before step 1) measures every problem.
 """
 
 from __future__ import annotations
@@ -18,8 +41,9 @@ import torch
 from paced_train.config import RunConfig
 from paced_train.loop import distributed
 from paced_train.loop.distributed import autocast
-from paced_train.loop.passrates import PassRateTable
-from paced_train.loop.seeding import torch_gen
+from paced_train.loop.likelihood import refresh_likelihood
+from paced_train.loop.passrates import PassRateTable, problem_weights
+from paced_train.loop.seeding import seed_for, torch_gen
 from paced_train.loop.state import Run, State, timed
 from paced_train.tasks import Problem, verify
 
@@ -59,34 +83,77 @@ def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int
     return ok, comps, tokens
 
 
-def refresh_due(cfg: RunConfig, st: State) -> bool:
-    """Whether to refresh the pass rates before the next step. PACED's overhead: rollouts.
-    Uniform weighting never reads pass rates, so it pays for none (equal-compute comparisons
-    charge them). The first refresh comes before the first step; later ones every
-    rollouts.refresh_every steps, postponed while the refresh (its cost estimated as the
-    last one's) would lift the rollouts' share of the FLOPs used above rollouts.max_share,
-    and skipped when a FLOPs budget cannot pay for it in full (no overshoot by a refresh)."""
+def refresh_rows(cfg: RunConfig, st: State) -> np.ndarray | None:
+    """The training problems (indices into the table) to measure before the next step, under
+    the refresh policy (module docstring); None when no refresh is due. Uniform weighting
+    never reads pass rates, so it pays for none (equal-compute comparisons charge them)."""
+    ro, table, led = cfg.rollouts, st.table, st.ledger
     if cfg.weights.method == "uniform":
-        return False
-    cost, led = st.refresh_flops, st.ledger
-    if st.last_refresh >= 0:
-        if st.step - st.last_refresh < cfg.rollouts.refresh_every:
-            return False
-        if led.rollout_flops + cost > cfg.rollouts.max_share * (led.flops + cost):
-            return False
-    return not 0 < cfg.budget.flops < led.flops + cost
+        return None
+    everything = np.arange(len(table.ids))
+    if st.last_refresh < 0:
+        return everything
+    if st.step - st.last_refresh < ro.refresh_every:
+        return None
+    ages = table.ages(st.step)
+    oldest = everything[np.argsort(-ages, kind="stable")]
+    if ro.max_age > 0:
+        oldest = oldest[ages[oldest] + ro.refresh_every - 1 > ro.max_age]
+    due = len(oldest)
+    per = st.refresh_flops / max(st.refresh_rows, 1)  # one problem's cost, last refresh
+    if per > 0:
+        allowed = np.inf
+        if ro.max_share < 1:  # e + x <= s (f + x)  <=>  x <= (s f - e) / (1 - s), with e and
+            # f the estimation and all FLOPs since the first refresh (a setup cost, exempt)
+            first = st.first_refresh_flops
+            allowed = (ro.max_share * (led.flops - first) - (led.estimation_flops - first)) \
+                / (1 - ro.max_share)
+        if cfg.budget.flops > 0:
+            allowed = min(allowed, cfg.budget.flops - led.flops)
+        oldest = oldest[:max(int(allowed // per), 0)] if allowed < np.inf else oldest
+    st.refresh_cut = len(oldest) < due  # read by refresh(): a cut refresh can stop a run
+    return np.sort(oldest)
 
 
-def refresh_pass_rates(run: Run, st: State) -> None:
-    """Fresh rollouts of every training problem replace the table's counts: K each, or with
-    rollouts.settled_K > 0 sequentially (settled_counts). The pool is rolled out in fixed
-    chunks, each from its own seeded stream, so the result does not depend on how many
-    ranks share the chunks (distributed.py). Charges the rollouts to this rank's ledger."""
+def refresh(run: Run, st: State, rows: np.ndarray) -> None:
+    """Measure `rows` with the configured source (rollouts.source), sum the ledger over ranks,
+    and keep the policy's bookkeeping: the step of this check, the cost per problem, and the
+    count of refreshes in a row after which every weight is 0 (the loop stops at 3; a check
+    that the cap or the budget cut to nothing counts too, or a run whose budget cannot pay
+    for a refresh and keeps no problem would take empty steps to the step limit)."""
+    cfg, d = run.cfg, run.dist
+    before = st.ledger.row()
+    first, st.last_refresh = st.last_refresh < 0, st.step
+    if len(rows) == 0:  # nothing stale, or nothing the cap or the budget can pay for: when
+        # the latter leaves every weight 0, the run can never keep a problem again
+        if st.refresh_cut and not problem_weights(cfg.weights, st.table, st.table.ids).any():
+            st.idle_refreshes += 1
+        return
+    if cfg.rollouts.source == "likelihood":
+        refresh_likelihood(run, st, rows)
+    else:
+        refresh_pass_rates(run, st, rows)
+    distributed.sum_ledger(d, st.ledger, before, run.device)
+    st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
+    if first:
+        st.first_refresh_flops = st.refresh_flops
+    st.refresh_rows = len(rows)
+    idle = not problem_weights(cfg.weights, st.table, st.table.ids).any()
+    st.idle_refreshes = st.idle_refreshes + 1 if idle else 0
+
+
+def refresh_pass_rates(run: Run, st: State, rows=None) -> None:
+    """Fresh rollouts of the training problems `rows` (indices; None: all) replace their
+    counts: K each, or with rollouts.settled_K > 0 sequentially (settled_counts). The rows
+    are rolled out in fixed chunks, each from its own seeded stream, so the result does not
+    depend on how many ranks share the chunks (distributed.py). Charges the rollouts to this
+    rank's ledger."""
     cfg, d = run.cfg, run.dist
     ro = cfg.rollouts
+    rows = np.arange(len(run.train_set)) if rows is None else np.asarray(rows, dtype=np.int64)
     mine = {}
     with timed(st, "rollout", run.device):
-        for c, rows in enumerate(distributed.chunks(len(run.train_set), ro.chunk)):
+        for c, part in enumerate(distributed.chunks(len(rows), ro.chunk)):
             if c % d.world != d.rank:
                 continue
 
@@ -98,11 +165,12 @@ def refresh_pass_rates(run: Run, st: State) -> None:
                 st.ledger.rollout(tokens)
                 return ok.reshape(-1, k).sum(1)
 
-            mine[c] = settled_counts(st.table, [run.train_set[i].id for i in rows], rows,
+            sub = rows[part]
+            mine[c] = settled_counts(st.table, [run.train_set[i].id for i in sub], sub,
                                      ro.K, ro.settled_K, roll)
     parts = {c: v for part in distributed.gather_objects(d, mine) for c, v in part.items()}
     c_all, n_all = (np.concatenate([parts[c][j] for c in sorted(parts)]) for j in (0, 1))
-    st.table.refresh([p.id for p in run.train_set], c_all, n_all, st.step)
+    st.table.refresh([run.train_set[i].id for i in rows], c_all, n_all, st.step)
 
 
 def settled_counts(table: PassRateTable, ids: list[str], rows, K: int, settled_K: int,
@@ -114,7 +182,12 @@ def settled_counts(table: PassRateTable, ids: list[str], rows, K: int, settled_K
     its new estimate is 0 or 1 from those settled_K (weight 0 under Paced and the hard band,
     as before), else it gets the other K - settled_K. Every other problem gets K. A settled
     problem that has moved is therefore still measured with K rollouts, and one that has not
-    costs settled_K / K of a full measurement. roll(idx, k, phase) -> successes per row."""
+    costs settled_K / K of a full measurement. roll(idx, k, phase) -> successes per row.
+
+    The price is stickiness: a settled-at-0 problem whose true pass rate is p leaves 0 with
+    probability 1 - (1 - p)^settled_K instead of 1 - (1 - p)^K (p = 0.2: 0.36 under
+    settled_K = 2, 0.83 with K = 8; tests/train/loop/test_rollouts.py measures it), so the
+    demo no longer uses it (settled_K = 0 there)."""
     rows = np.asarray(rows)
     c, n = np.zeros(len(rows), dtype=np.int64), np.full(len(rows), K, dtype=np.int64)
     rate = table.rates(ids)
@@ -135,20 +208,28 @@ def settled_counts(table: PassRateTable, ids: list[str], rows, K: int, settled_K
 
 def on_policy_samples(run: Run, st: State, batch: list[Problem]) -> list[list[int]]:
     """Reverse KL's completions: one fresh student sample per problem of this rank's batch
-    (from a rank-seeded stream), eos-padded when empty. Each sample is a rollout too: its
-    tokens are charged as rollouts and every rank's verdicts update every rank's table (a
-    collective: every rank calls this, with an empty batch if it kept nothing)."""
+    (from a rank-seeded stream), eos-padded when empty. Training compute: charged as
+    ledger.sample and timed as "sample", never as estimation. With rollouts.source =
+    "rollouts" every rank's verdicts update every rank's table (PassRateTable.add, a window of
+    the latest K outcomes, evictions drawn in table order from one seeded stream); with the
+    likelihood source an accepted sample is read free instead (likelihood.free_reads). A
+    collective: every rank calls this, with an empty batch if it kept nothing."""
     cfg, d = run.cfg, run.dist
     ok, comps = np.zeros(0, dtype=bool), []
     if batch:
-        with timed(st, "rollout", run.device):
+        with timed(st, "sample", run.device):
             ok, comps, tokens = generate_and_verify(
                 run.student, run.tok, batch, cfg.rollouts.max_new_tokens,
                 temperature=cfg.rollouts.temperature, top_p=cfg.rollouts.top_p,
                 generator=torch_gen(cfg.run.seed, st.step, "onpolicy",
                                     *((d.rank,) if d.world > 1 else ())))
-        st.ledger.rollout(tokens)
-    for ids, oks in distributed.gather_objects(d, ([p.id for p in batch], ok)):
-        if ids:
-            st.table.add(ids, oks, st.step)
+        st.ledger.sample(tokens)
+    gathered = distributed.gather_objects(d, ([p.id for p in batch], ok))
+    if cfg.rollouts.source == "rollouts":
+        pairs = sorted(((i, bool(x)) for ids, oks in gathered for i, x in zip(ids, oks)),
+                       key=lambda x: st.table.index[x[0]])
+        if pairs:
+            rng = np.random.default_rng(seed_for(cfg.run.seed, st.step, "evict"))
+            st.table.add([i for i, _ in pairs], [x for _, x in pairs], window=cfg.rollouts.K,
+                         rng=rng)
     return [c or [run.tok.eos_id] for c in comps]

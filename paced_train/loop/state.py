@@ -19,8 +19,10 @@ from paced_train.loop.passrates import PassRateTable
 from paced_train.models.checkpoint import load_checkpoint
 from paced_train.tasks import Problem
 
-PHASES = ("rollout", "teacher", "student", "eval")
-"""The timed phases of a run (State.timers, summary.json's timers_s)."""
+PHASES = ("rollout", "estimate", "sample", "teacher", "student", "eval")
+"""The timed phases of a run (State.timers, summary.json's timers_s): rollout and estimate
+are pass-rate estimation (refresh rollouts, likelihood passes), sample is reverse KL's
+on-policy generation (training)."""
 
 
 @dataclass
@@ -56,8 +58,11 @@ class State:
     timers: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     wall: float = 0.0
     refresh_flops: float = 0.0  # FLOPs of the last pass-rate refresh (all ranks)
+    refresh_rows: int = 0       # problems it measured (refresh_flops / this: cost per problem)
+    first_refresh_flops: float = 0.0  # the first refresh's FLOPs (exempt from max_share)
     idle_refreshes: int = 0     # refreshes in a row after which every weight was 0
     last_refresh: int = -1      # step of the last pass-rate refresh (-1: none yet)
+    refresh_cut: bool = False   # the last check was cut by max_share or the budget (transient)
 
     def extra(self, cfg: RunConfig) -> dict:
         """The checkpoint's JSON part: this state and the run's config."""
@@ -65,7 +70,10 @@ class State:
                 "references": self.references, "reference_ok": self.reference_ok,
                 "retention_start": self.retention_start, "last_eval": self.last_eval,
                 "timers": self.timers, "wall": self.wall, "refresh_flops": self.refresh_flops,
-                "idle_refreshes": self.idle_refreshes, "last_refresh": self.last_refresh,
+                "refresh_rows": self.refresh_rows,
+                "first_refresh_flops": self.first_refresh_flops,
+                "idle_refreshes": self.idle_refreshes,
+                "last_refresh": self.last_refresh,
                 "config": config_to_toml(cfg)}
 
     def load(self, step: int, extra: dict, refresh_every: int) -> None:
@@ -77,8 +85,11 @@ class State:
         self.ledger.load(extra["ledger"])
         self.references, self.reference_ok = extra["references"], extra["reference_ok"]
         self.retention_start, self.last_eval = extra["retention_start"], extra["last_eval"]
-        self.timers, self.wall = extra["timers"], extra["wall"]
+        self.timers = {**dict.fromkeys(PHASES, 0.0), **extra["timers"]}
+        self.wall = extra["wall"]
         self.refresh_flops = float(extra.get("refresh_flops", 0.0))
+        self.refresh_rows = int(extra.get("refresh_rows", len(self.table.ids)))
+        self.first_refresh_flops = float(extra.get("first_refresh_flops", 0.0))
         self.idle_refreshes = int(extra.get("idle_refreshes", 0))
         self.last_refresh = int(extra.get("last_refresh",
                                           step - step % max(refresh_every, 1)))

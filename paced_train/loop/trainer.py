@@ -2,17 +2,21 @@
 
     setup        models, problems, optimizer, pass-rate table, ledger   (distill, tasks, state)
     loop, until budget.steps or budget.flops:
-      rollouts   refresh the pass-rate table when due: K student rollouts per
-                 training problem, verified                                    (rollouts)
+      rollouts   measure the pass rates that are due: K verified student rollouts, or
+                 the likelihood of the canonical answer                (rollouts, likelihood)
       weights    B candidates (batching) weighted from the table by paced_theory's
                  kernels                                                       (passrates)
       drop       problems of weight 0 leave the batch HERE, before any teacher or student
                  forward pass; the rest is split over ranks                    (distributed)
       step       completions (teacher references, or fresh student samples for reverse KL),
                  teacher and student logits on them (distill), per-sequence divergence and
-                 sum_i w_i L_i / normaliser (losses), backward, clip, AdamW
-      evaluate   held-out accuracy, mean@k, retention when due               (evaluate)
-      log        a metrics.jsonl row with the compute ledger; a checkpoint when due
+                 sum_i w_i L_i / normaliser (losses), backward, clip, AdamW; the step's
+                 forward reads pass rates free where it scores the canonical answer
+                 (likelihood)
+      evaluate   held-out accuracy, mean@k, retention when due: every boundary the refresh
+                 and the step crossed, so no method skips one                (evaluate)
+      log        a metrics.jsonl row with the compute ledger and the pass rates' ages; a
+                 checkpoint when due
     summary.json
 
 Reproducibility: every random draw of step s comes from a generator seeded by
@@ -38,8 +42,8 @@ from paced_theory.errors import PacedError
 from paced_theory.jsonable import strict_json
 from paced_train import rundir, tasks
 from paced_train.config import RunConfig, config_to_toml
-from paced_train.loop import distributed, losses
-from paced_train.loop.batching import candidates, sampling_pool
+from paced_train.loop import distributed, likelihood, losses
+from paced_train.loop.batching import candidates, pass_rate_ages, sampling_pool
 from paced_train.loop.distill import (
     load_models,
     n_params,
@@ -51,7 +55,7 @@ from paced_train.loop.distill import (
 from paced_train.loop.evaluate import evaluate, forgetting
 from paced_train.loop.ledger import Ledger, MetricsLog
 from paced_train.loop.passrates import PassRateTable, normaliser, problem_weights
-from paced_train.loop.rollouts import on_policy_samples, refresh_due, refresh_pass_rates
+from paced_train.loop.rollouts import on_policy_samples, refresh, refresh_rows
 from paced_train.loop.schedule import eval_due, loss_kind, lr_at, run_progress
 from paced_train.loop.seeding import seed_for, seeded_global_rng
 from paced_train.loop.state import Run, State, resume_state, timed
@@ -95,6 +99,8 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
     d, device = distributed.init(cfg.run.device)
     student, teacher, tok = load_models(cfg, device)
     train_set, heldout, retention = tasks.build_problems(cfg)
+    if cfg.rollouts.source == "likelihood" and cfg.weights.method != "uniform":
+        likelihood.check_source(cfg, train_set, tok)  # names a problem it cannot measure
     if isinstance(tok, CharTokenizer):  # a fixed character set: JSONL text may fall outside
         every = train_set + heldout + retention
         blocks = [getattr(getattr(m, "config", None), "block_size", None)
@@ -140,16 +146,13 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
     bar = tqdm(total=cfg.budget.steps, initial=st.step, disable=not (cfg.run.progress and main),
                desc=cfg.run.name, dynamic_ncols=True)
     while not done():
-        # rollouts: refresh the pass-rate table when due
+        # rollouts: measure the pass rates that are due (progress taken before, so an
+        # evaluation boundary crossed by the refresh is evaluated after this step)
+        progress_prev = run_progress(cfg, st.step, st.ledger.flops)
+        due = refresh_rows(cfg, st)
+        if due is not None:
+            refresh(run, st, due)
         before = st.ledger.row()
-        if refresh_due(cfg, st):
-            st.last_refresh = st.step
-            refresh_pass_rates(run, st)
-            distributed.sum_ledger(d, st.ledger, before, run.device)
-            st.refresh_flops = st.ledger.flops - before["flops"]  # global: all ranks agree
-            before = st.ledger.row()
-            idle = not problem_weights(cfg.weights, st.table, st.table.ids).any()
-            st.idle_refreshes = st.idle_refreshes + 1 if idle else 0
         st.step += 1
         progress0 = run_progress(cfg, st.step - 1, st.ledger.flops)
         lr = lr_at(st.step, cfg, progress0)
@@ -157,14 +160,15 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
             g["lr"] = lr
         # weights of this step's candidates, then drop every problem of weight 0
         pool = sampling_pool(cfg, st.table)
-        cand = [run.train_set[i] for i in
-                pool[candidates(len(pool), cfg.optim.batch_size, cfg.run.seed, st.step)]]
+        idx = pool[candidates(len(pool), cfg.optim.batch_size, cfg.run.seed, st.step)]
+        cand = [run.train_set[i] for i in idx]
         w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
         keep = w > 0
         row = {"kind": "step", "step": st.step, "n_kept": int(keep.sum()),
                "n_dropped": int((~keep).sum()), "loss": None,
                "loss_kind": loss_kind(cfg, st.step, st.ledger.flops),
-               "w_mean": float(w[keep].mean()) if keep.any() else None}
+               "w_mean": float(w[keep].mean()) if keep.any() else None,
+               **pass_rate_ages(cfg, st.table, idx, st.step - 1)}
         # step on this rank's share of the kept problems, with the global normaliser
         if keep.any():
             norm = normaliser(w[keep], cfg.weights.normalise, cfg.optim.batch_size)
@@ -175,7 +179,7 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
         row.update(st.ledger.row(), lr=lr, wall_s=round(st.wall, 3))
         # evaluate and log
         rows = [row]
-        if main and (eval_due(cfg, st.step, progress0, st.ledger.flops) or done()):
+        if main and (eval_due(cfg, st.step, progress_prev, st.ledger.flops) or done()):
             st.last_eval = _eval(run, st)
             rows.append(_eval_row(st, st.last_eval))
         ckpt_due = st.step % cfg.run.ckpt_every == 0 or done()
@@ -209,26 +213,38 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
 # ------------------------------------------------------------------------------ step
 def distill_step(run: Run, st: State, batch: list, weights: np.ndarray, norm: float) -> dict:
     """One optimizer step on this rank's kept problems `batch` (all weights > 0; possibly
-    none on some ranks when distributed) with the GLOBAL normaliser `norm`."""
+    none on some ranks when distributed) with the GLOBAL normaliser `norm`. With
+    rollouts.source = "likelihood" the pass rates of the batch's problems whose completion
+    is the canonical answer are read from the step's student logits (likelihood.free_reads)
+    and gathered into every rank's table."""
     cfg, device, d = run.cfg, run.device, run.dist
     kind = loss_kind(cfg, st.step, st.ledger.flops)
-    if kind == "reverse":  # on-policy: one student sample per problem, also a rollout
+    if kind == "reverse":  # on-policy: one student sample per problem (training compute)
         completions = on_policy_samples(run, st, batch)
     else:
         completions = teacher_references(run, st, batch)
+    live = cfg.rollouts.source == "likelihood" and cfg.weights.method != "uniform"
+    read: tuple[list, np.ndarray] = ([], np.zeros(0))
     if not batch:
-        return _idle_step(run, st, kind)
-    with timed(st, "teacher", device):
-        t_logits, n_teacher = teacher_logits(run, batch, completions)
-    st.ledger.teacher(n_teacher)
-    with timed(st, "student", device), seeded_global_rng(cfg.run.seed, st.step, device):
-        s_logits, mask, n_tokens = student_logits(run, batch, completions)
-        per_seq = losses.divergence(kind, s_logits, t_logits, mask, cfg.loss)
-        w = torch.as_tensor(weights, dtype=torch.float32, device=device)
-        # W * (this rank's share): DDP averages gradients over the W ranks
-        total, grad_norm = _update(run, st, losses.weighted_loss(per_seq, w, norm) * d.world)
-    st.ledger.student_step(n_tokens)
-    return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
+        row = _idle_step(run, st, kind)
+    else:
+        with timed(st, "teacher", device):
+            t_logits, n_teacher = teacher_logits(run, batch, completions)
+        st.ledger.teacher(n_teacher)
+        with timed(st, "student", device), seeded_global_rng(cfg.run.seed, st.step, device):
+            s_logits, mask, n_tokens = student_logits(run, batch, completions)
+            per_seq = losses.divergence(kind, s_logits, t_logits, mask, cfg.loss)
+            w = torch.as_tensor(weights, dtype=torch.float32, device=device)
+            # W * (this rank's share): DDP averages gradients over the W ranks
+            total, grad_norm = _update(run, st,
+                                       losses.weighted_loss(per_seq, w, norm) * d.world)
+        st.ledger.student_step(n_tokens)
+        row = {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
+        if live:  # pass rates read free where the step scored the canonical answer
+            read = likelihood.free_reads(run, batch, completions, s_logits)
+    if live:
+        likelihood.record_reads(run, st, *read)  # a collective: every rank, every step
+    return row
 
 
 def _idle_step(run: Run, st: State, kind: str) -> dict:
@@ -270,30 +286,34 @@ def _eval(run: Run, st: State) -> dict:
 
 def _eval_row(st: State, ev: dict) -> dict:
     return {"kind": "eval", "step": st.step, "flops": st.ledger.flops,
-            "rollout_flops": st.ledger.rollout_flops, **ev,
+            "rollout_flops": st.ledger.rollout_flops,
+            "estimation_flops": st.ledger.estimation_flops, **ev,
             "forgetting": forgetting(st.retention_start, ev["retention"]),
             "wall_s": round(st.wall, 3)}
 
 
 def _summary(run: Run, st: State) -> dict:
     t = st.timers
-    busy = t["rollout"] + t["teacher"] + t["student"]
+    busy = sum(t.get(k, 0.0) for k in ("rollout", "estimate", "sample", "teacher", "student"))
+    est = t["rollout"] + t.get("estimate", 0.0)
     ref_ok = list(st.reference_ok.values())
     return {"name": run.cfg.run.name, "steps": st.step, **st.last_eval,
             "retention_start": st.retention_start,
             "forgetting": forgetting(st.retention_start, st.last_eval["retention"]),
             **st.ledger.row(), "wall_s": round(st.wall, 3),
             "timers_s": {k: round(v, 3) for k, v in t.items()},
-            # time generating student rollouts, as a share of the training phases (rollout +
-            # teacher + student; what `paced compare` reports) and of the whole wall time
-            "rollout_share": t["rollout"] / busy if busy > 0 else 0.0,
-            "rollout_share_of_wall": t["rollout"] / st.wall if st.wall > 0 else 0.0,
-            "rollout_flops_share": (st.ledger.rollout_flops / st.ledger.flops
+            # pass-rate estimation (refresh rollouts + likelihood passes; on-policy samples
+            # are training) as a share of the training phases' time (rollout + estimate +
+            # sample + teacher + student; what `paced compare` reports), of the whole wall
+            # time, and of the FLOPs. The keys keep their old names.
+            "rollout_share": est / busy if busy > 0 else 0.0,
+            "rollout_share_of_wall": est / st.wall if st.wall > 0 else 0.0,
+            "rollout_flops_share": (st.ledger.estimation_flops / st.ledger.flops
                                     if st.ledger.flops > 0 else 0.0),
             "pass_rate_histogram": st.table.histogram(),
             "refreshes": len(st.table.history),
-            "pass_rate_shares_start": st.table.shares(0),
-            "pass_rate_shares_end": st.table.shares(),
+            "pass_rate_shares_start": st.table.shares(0, run.cfg.rollouts.K),
+            "pass_rate_shares_end": st.table.shares(None, run.cfg.rollouts.K),
             "teacher_reference_acc": float(np.mean(ref_ok)) if ref_ok else None,
             "n_train": len(run.train_set), "n_heldout": len(run.heldout),
             "device": str(run.device)}
@@ -313,7 +333,8 @@ def _idle_message(cfg: RunConfig, st: State, budget: bool = False) -> str:
     """Why a run stopped after IDLE_REFRESHES refreshes that kept nothing (or, budget=True,
     ended its budget without keeping a problem), and what to change."""
     r = st.table.rates()
-    n0, n1 = int((r == 0).sum()), int((r == 1).sum())
+    lo, hi = (cfg.weights.lo, cfg.weights.hi) if cfg.weights.method == "hard" else (0.0, 1.0)
+    n0, n1 = int((r <= lo).sum()), int((r >= hi).sum())  # exact P: at or past the band's ends
     rest = len(r) - n0 - n1
     band = (f", {rest} lie outside weights.lo < p_hat < weights.hi" if rest else "")
     when = (f"every problem had weight 0 at every one of the run's {st.step} steps, so "
@@ -322,8 +343,8 @@ def _idle_message(cfg: RunConfig, st: State, budget: bool = False) -> str:
             f"every problem had weight 0 after {IDLE_REFRESHES} pass-rate refreshes in a row, "
             f"so nothing was trained since the first of them and the run stopped at step "
             f"{st.step}")
-    return (f"{when}: of {len(r)} training problems the student solved none of its rollouts "
-            f"on {n0} (hopeless for it) and all of them on {n1} (already solved){band}, and "
+    return (f"{when}: of {len(r)} training problems the student's pass rate is at most "
+            f"{lo:g} on {n0} (hopeless for it) and at least {hi:g} on {n1} (solved){band}, and "
             f"weights.method = '{cfg.weights.method}' gives those weight 0. Give problems "
             "nearer the student's level (data.*), more rollouts (rollouts.K) or a higher "
             "rollouts.temperature, or use weights.method = 'uniform' or "

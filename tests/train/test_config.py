@@ -130,3 +130,19 @@ def test_config_refuses_bad_counts_and_overlapping_retention():
         load_config(None, ["data.add_digits=[1,2]", "data.retention_add_digits=[2]"])
     with pytest.raises(ConfigError, match="settled_K"):
         load_config(None, ["rollouts.K=4", "rollouts.settled_K=4"])
+
+
+def test_pass_rate_keys_default_to_what_configs_before_them_meant():
+    """A config without rollouts.source / likelihood / max_age measures by rollouts, every
+    problem every refresh_every steps; bad values name the key."""
+    from paced_train.config import load_config
+
+    cfg = load_config(None, ["rollouts.refresh_every=7"])
+    assert (cfg.rollouts.source, cfg.rollouts.max_age, cfg.rollouts.max_share) == \
+        ("rollouts", 0, 1.0)
+    with pytest.raises(ConfigError, match="rollouts.source"):
+        load_config(None, ["rollouts.source=guess"])
+    with pytest.raises(ConfigError, match="rollouts.max_age"):
+        load_config(None, ["rollouts.max_age=-1"])
+    demo = load_config(ROOT / "paced_train" / "configs" / "demo.toml")
+    assert demo.rollouts.source == "likelihood" and demo.rollouts.max_age == 50

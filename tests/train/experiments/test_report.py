@@ -26,9 +26,12 @@ def fake_runs(tmp_path) -> dict[str, list[dict]]:
             acc = np.array([0.4, 0.5, 0.6]) + 0.02 * s + np.array([0.0, offs[s], offs[s]])
             d = tmp_path / m / f"seed{s}"
             d.mkdir(parents=True)
+            ages = [None, None] if m == "uniform" else [3 + s, 7 + s]  # two steps' max ages
             MetricsLog(d / "metrics.jsonl").start(
                 [{"kind": "eval", "step": i, "flops": f, "acc": float(a), "rollout_flops": 0.0}
-                 for i, (f, a) in enumerate(zip([0.0, 50.0, BUDGET], acc))])
+                 for i, (f, a) in enumerate(zip([0.0, 50.0, BUDGET], acc))]
+                + [{"kind": "step", "step": i + 1, "pass_rate_age_max": a,
+                    "pass_rate_age": None if a is None else a / 2} for i, a in enumerate(ages)])
             runs[m].append({"run_dir": str(d), "flops": BUDGET, "acc": float(acc[-1]),
                             "forgetting": 0.1 - offs[s], "retention": 0.9, "mean_at_k": 0.5,
                             "rollout_share": 0.0, "steps": 10 + s, "wall_s": 1.0,
@@ -55,6 +58,10 @@ def test_tables_have_a_row_per_method_and_mark_noise_as_not_significant(result):
     assert accuracy["hard"][2].strip().endswith("n.s.")  # noise of both signs
     assert accuracy["paced"][7].strip().startswith("0.50")  # reaches uniform's end at half
     assert "Equal compute per seed: 100, 100, 100 FLOPs" in md
+    ages = {row[0].strip(): row[5].strip() for row in tables[1]}
+    # pass-rate ages: the run's oldest (7 + s: mean over seeds 8) and mean age ((3+7)/4 + s/2)
+    assert ages == {"uniform": "–", "paced": "8 / 3.0", "hard": "8 / 3.0"}
+    assert result["methods"]["paced"]["pass_rate_age_max"] == [8.0, 1.0]
 
 
 def test_banded_curves_average_the_seeds_within_their_band(result):

@@ -84,7 +84,7 @@ def test_self_distillation_runs_end_to_end(tiny_cfg, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "sd" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step" and r["loss"] is not None]
     assert steps and all(r["loss_kind"] == "reverse" and r["loss"] > 0 for r in steps)
-    assert summary["steps"] == cfg.budget.steps and summary["rollout_tokens"] > 0
+    assert summary["steps"] == cfg.budget.steps and summary["sample_tokens"] > 0
     saved = (tmp_path / "sd" / "config.toml").read_text()
     assert 'teacher = "self"' in saved and 'privileged = "answer"' in saved
 

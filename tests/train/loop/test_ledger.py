@@ -17,10 +17,15 @@ def test_ledger_arithmetic():
     led.student_step(2)
     led.student_forward(1)  # e.g. a forward-only pass
     assert led.flops == 2 * 10 * 5 + 2 * 100 * 3 + (2 + 4) * 10 * 2 + 2 * 10 * 1
-    assert led.row() == {"rollout_tokens": 5, "teacher_tokens": 3, "student_fwd_tokens": 3,
+    assert led.row() == {"rollout_tokens": 5, "estimate_tokens": 0, "sample_tokens": 0,
+                         "teacher_tokens": 3, "student_fwd_tokens": 3,
                          "student_bwd_tokens": 2, "flops": led.flops}
     led.rollout(5)  # cumulative
     assert led.rollout_tokens == 10 and led.flops == pytest.approx(840 + 100)
+    led.estimate(4)  # a likelihood pass: estimation, 2N per token
+    led.sample(7)    # on-policy samples: 2N per token, training compute
+    assert led.flops == pytest.approx(940 + 2 * 10 * 11)
+    assert led.rollout_flops == 2 * 10 * 10 and led.estimation_flops == 2 * 10 * (10 + 4)
     other = Ledger(10, 100)
     other.load(led.state())
     assert other == led

@@ -41,17 +41,71 @@ def test_refresh_replaces_counts_and_stamps_the_step():
 def test_on_policy_samples_count_as_rollouts():
     t = PassRateTable(["a", "b", "c"])
     t.refresh(["a", "b", "c"], [2, 0, 8], 8, step=0)
-    t.add(["a", "b", "a"], [1, 0, 1], step=3)  # a repeated id counts once per sample
+    t.add(["a", "b", "a"], [1, 0, 1])  # no window: a repeated id counts once per sample
     assert t.c.tolist() == [4, 0, 8] and t.n.tolist() == [10, 9, 8]
-    assert t.step.tolist() == [3, 3, 0]
-    t.add(["c"], [True])  # without a step the stamp stays
-    assert t.c[2] == 9 and t.n[2] == 9 and t.step[2] == 0
+    t.add(["c"], [True])
+    assert t.c[2] == 9 and t.n[2] == 9
+    assert t.step.tolist() == [0, 0, 0]  # an add never moves the stamp (the age is honest)
     assert len(t.history) == 1  # only refreshes are history
+
+
+def test_a_window_lets_on_policy_samples_move_a_kept_problem_to_0_or_1():
+    """The bug of issue 17: accumulated counts can never take 0 < c < n to c = 0 or c = n,
+    so reverse KL's kept set froze between refreshes. In a window of K outcomes K failures
+    (successes) in a row do, whatever the eviction draws."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t = PassRateTable(["a", "b"])
+        t.refresh(["a", "b"], [3, 5], 8, step=0)
+        t.add(["a"] * 8 + ["b"] * 8, [0] * 8 + [1] * 8, window=8, rng=rng)
+        assert t.rates().tolist() == [0.0, 1.0] and t.n.tolist() == [8, 8]
+    accumulated = PassRateTable(["a"])
+    accumulated.refresh(["a"], [3], 8, step=0)
+    accumulated.add(["a"] * 100, [0] * 100)
+    assert 0 < accumulated.rates()[0] < 1  # the old rule: never 0
+
+
+def test_window_eviction_is_unbiased():
+    """One add to a full window of c of n: the evicted outcome is a success with probability
+    c / n, so E[c after] = c - c/n + x (binomial standard error bounds the check)."""
+    rng = np.random.default_rng(1)
+    reps, after = 4000, []
+    for _ in range(reps):
+        t = PassRateTable(["a"])
+        t.refresh(["a"], [3], 8, step=0)
+        t.add(["a"], [0], window=8, rng=rng)
+        after.append(int(t.c[0]))
+    want, se = 3 - 3 / 8, np.sqrt(3 / 8 * 5 / 8 / reps)
+    assert abs(np.mean(after) - want) < 5 * se
+
+
+def test_exact_pass_probabilities_give_continuous_weights():
+    t = PassRateTable(["a", "b", "c"])
+    t.set_exact(["a", "b"], [0.3, 0.0001], step=4, history=True)
+    np.testing.assert_allclose(t.rates(["a", "b"]), [0.3, 0.0001])
+    assert t.step.tolist() == [4, 4, -1] and t.ages(10).tolist() == [6, 6, 11]
+    w = problem_weights(WeightsSection(), t, ["a", "b", "c"])
+    np.testing.assert_allclose(w, [0.21, 0.0001 * 0.9999, 0.0])  # nearly nothing is 0
+    assert problem_weights(WeightsSection(method="hard", lo=0.1, hi=0.9), t,
+                           ["a", "b"]).tolist() == [1.0, 0.0]
+    # what K rollouts would give in expectation: (1 - P)^K at 0, P^K at 1
+    sh = t.shares(0, K=8)
+    assert sh["zero"] == pytest.approx((0.7**8 + 0.9999**8) / 2)
+    assert sh["one"] == pytest.approx((0.3**8 + 0.0001**8) / 2)
+    t.add(["a"], [0], window=8, rng=np.random.default_rng(0))  # exact entries: left alone
+    assert t.rates(["a"])[0] == 0.3
+    t.refresh(["a"], [8], 8, step=5)  # counts replace an exact entry
+    assert t.rates(["a"])[0] == 1.0
+    s = PassRateTable(["a", "b", "c"])
+    s.load(t.state())
+    np.testing.assert_allclose(s.rates(), t.rates())
+    with pytest.raises(InputError, match="probability"):
+        t.set_exact(["a"], [1.5], step=1)
 
 
 def test_state_round_trip_and_errors():
     t = measured_table()
-    t.add(["p0"], [1], step=2)
+    t.add(["p0"], [1])
     s = PassRateTable(IDS)
     s.load(t.state())
     for k in ("c", "n", "step"):
@@ -160,3 +214,19 @@ def test_floor_weight_only_at_zero_successes():
     assert w[1] == pytest.approx(0.125 * 0.875) and w[2] == pytest.approx(0.25)
     w0 = problem_weights(WeightsSection(), t, t.ids)
     assert w0[0] == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(c0=st.integers(0, 8), outcomes=st.lists(st.booleans(), max_size=30),
+       seed=st.integers(0, 2**32 - 1))
+def test_window_counts_stay_valid_and_the_last_k_outcomes_decide_once_seen(c0, outcomes, seed):
+    """For any sequence of on-policy outcomes after a refresh: 0 <= c <= n <= K always, and
+    once K outcomes were added p_hat is exactly the mean of the last K of them."""
+    t = PassRateTable(["a"])
+    t.refresh(["a"], [c0], 8, step=0)
+    rng = np.random.default_rng(seed)
+    for i, x in enumerate(outcomes):
+        t.add(["a"], [x], window=8, rng=rng)
+        assert 0 <= t.c[0] <= t.n[0] <= 8
+        if i >= 7:
+            assert t.c[0] == sum(outcomes[i - 7:i + 1]) and t.n[0] == 8

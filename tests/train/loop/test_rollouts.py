@@ -13,7 +13,7 @@ from paced_train.loop.passrates import PassRateTable
 from paced_train.loop.rollouts import (
     generate_and_verify,
     on_policy_samples,
-    refresh_due,
+    refresh_rows,
     settled_counts,
 )
 from paced_train.loop.state import Run, State
@@ -67,25 +67,54 @@ def test_settled_k_off_and_unmeasured_problems_get_k():
     assert n.tolist() == [8, 8] and len(roll.calls) == 1
 
 
-def test_refresh_due_spacing_share_cap_and_budget():
-    cfg = load_config(None, ["rollouts.refresh_every=10", "rollouts.max_share=0.2"])
-    st = State(step=0, table=PassRateTable(["a"]), ledger=Ledger(100, 100))
-    assert refresh_due(cfg, st)                        # the first refresh: before step 1
-    assert not refresh_due(load_config(None, ["weights.method=uniform"]), st)
-    st.last_refresh, st.refresh_flops = 0, 1000.0
-    st.ledger.rollout(5)                               # 1000 FLOPs of rollouts so far
+def test_refresh_rows_spacing_age_share_cap_and_budget():
+    cfg = load_config(None, ["rollouts.refresh_every=10"])
+    ids = [f"q{i}" for i in range(10)]
+    st = State(step=0, table=PassRateTable(ids), ledger=Ledger(100, 100))
+    assert refresh_rows(cfg, st).tolist() == list(range(10))  # the first: every problem
+    assert refresh_rows(load_config(None, ["weights.method=uniform"]), st) is None
+    st.table.refresh(ids[:5], [1] * 5, 8, step=0)
+    st.table.refresh(ids[5:], [1] * 5, 8, step=7)
+    st.last_refresh, st.refresh_flops, st.refresh_rows = 0, 1000.0, 10  # 100 FLOPs a problem
+    st.ledger.rollout(5)                                # 1000 FLOPs of estimation so far
     st.step = 9
-    assert not refresh_due(cfg, st)                    # too soon
+    assert refresh_rows(cfg, st) is None                # too soon
     st.step = 10
-    st.ledger.flops = 5000.0                           # (1000 + 1000) / 6000 > 0.2: postpone
-    assert not refresh_due(cfg, st)
-    st.ledger.flops = 9000.0                           # 2000 / 10000 = 0.2: due
-    assert refresh_due(cfg, st)
-    off = load_config(None, ["rollouts.refresh_every=10"])
-    st.ledger.flops = 1001.0                           # no cap: due whatever the share
-    assert refresh_due(off, st)
-    capped = load_config(None, ["rollouts.refresh_every=10", "budget.flops=1500"])
-    assert not refresh_due(capped, st)                 # the budget cannot pay for it
+    assert refresh_rows(cfg, st).tolist() == list(range(10))  # max_age 0: every problem
+    aged = load_config(None, ["rollouts.refresh_every=10", "rollouts.max_age=15"])
+    # ages at step 10: 10 (q0-4), 3 (q5-9); 10 + 9 > 15 is due, 3 + 9 is not
+    assert refresh_rows(aged, st).tolist() == [0, 1, 2, 3, 4]
+    # a share cap cuts the refresh, oldest first, never postpones it as a whole:
+    # x <= (0.2 * 1800 - 1000) / 0.8 < 0 -> nothing; at 9000 FLOPs x <= 1000: 10 problems
+    capped = load_config(None, ["rollouts.refresh_every=10", "rollouts.max_share=0.2"])
+    st.ledger.flops = 1800.0
+    assert refresh_rows(capped, st).tolist() == []
+    st.first_refresh_flops = 1000.0  # the first refresh is exempt: x <= 0.2 * 800 / 0.8
+    assert refresh_rows(capped, st).tolist() == [0, 1]
+    st.first_refresh_flops = 0.0
+    st.ledger.flops = 5500.0                            # x <= 125: one problem, the oldest
+    assert refresh_rows(capped, st).tolist() == [0]
+    st.ledger.flops = 9000.0
+    assert refresh_rows(capped, st).tolist() == list(range(10))
+    budget = load_config(None, ["rollouts.refresh_every=10", "budget.flops=9350"])
+    assert refresh_rows(budget, st).tolist() == [0, 1, 2]  # what the budget can pay for
+
+
+def test_sequential_k_is_sticky_at_zero():
+    """Issue 17's measurement, by Monte Carlo through settled_counts: a problem settled at
+    p_hat = 0 whose true pass rate is 0.2 re-enters (p_hat > 0) with probability
+    1 - 0.8^2 = 0.36 under settled_K = 2, and 1 - 0.8^8 = 0.83 with all K = 8."""
+    rng = np.random.default_rng(0)
+
+    def roll(idx, k, phase):
+        return rng.binomial(k, 0.2, size=len(idx))
+
+    reps = 4000
+    t = table_with([0] * reps, [8] * reps)
+    for settled_K, want in ((2, 1 - 0.8**2), (0, 1 - 0.8**8)):
+        c, _ = settled_counts(t, t.ids, np.arange(reps), K=8, settled_K=settled_K, roll=roll)
+        se = np.sqrt(want * (1 - want) / reps)
+        assert abs(np.mean(c > 0) - want) < 5 * se, settled_K
 
 
 def test_generate_and_verify_orders_rollouts_and_counts_each_prompt_once():
@@ -110,9 +139,10 @@ def test_generate_and_verify_orders_rollouts_and_counts_each_prompt_once():
     assert chunked == per_chunk + sum(map(len, comps))
 
 
-def test_on_policy_samples_are_rollouts_recorded_in_the_table():
-    """One sample per problem, verified into the table at this step, charged as rollout
-    tokens; an empty sample is scored as a lone eos."""
+def test_on_policy_samples_are_training_compute_recorded_in_the_table():
+    """One sample per problem, verified into the table (the stamp stays: an add is not a
+    measurement), charged as sample tokens (training), not as rollouts (estimation); an
+    empty sample is scored as a lone eos."""
     tok = default_tokenizer()
     probs = arithmetic_suite(0, 2, (1,), (1,))  # add1 x2 (solved), mul1 x2 (not)
     model = ScriptedModel(tok, probs)
@@ -121,8 +151,9 @@ def test_on_policy_samples_are_rollouts_recorded_in_the_table():
     comps = on_policy_samples(run, st, probs[1:])
     assert len(comps) == 3 and len(model.calls) == 1 and len(model.calls[0]) == 3
     assert st.table.n.tolist() == [0, 1, 1, 1] and st.table.c.tolist() == [0, 1, 0, 0]
-    assert st.table.step.tolist()[1:] == [3, 3, 3]
-    assert st.ledger.rollout_tokens == sum(len(tok.encode_prompt(p.prompt)) for p in probs[1:]) \
+    assert st.table.step.tolist() == [-1, -1, -1, -1]
+    assert st.ledger.rollout_tokens == 0 and st.ledger.estimation_flops == 0
+    assert st.ledger.sample_tokens == sum(len(tok.encode_prompt(p.prompt)) for p in probs[1:]) \
         + sum(map(len, comps))
     model.generate = lambda prompts, *a, **k: [[] for _ in prompts]
     assert on_policy_samples(run, st, probs[:1]) == [[tok.eos_id]]

@@ -166,8 +166,10 @@ def test_ledger_matches_two_and_four_n_per_token(tiny_cfg, tiny_models, tmp_path
     s = train(tiny_cfg("weights.method=paced", "loss.schedule=two-stage"), tmp_path / "r")
     n_s = load_model(tiny_models["student"])[0].num_params(non_embedding=True)
     n_t = load_model(tiny_models["teacher"])[0].num_params(non_embedding=True)
-    assert s["rollout_tokens"] and s["teacher_tokens"] and s["student_bwd_tokens"]
-    assert s["flops"] == pytest.approx(2 * n_s * (s["rollout_tokens"] + s["student_fwd_tokens"])
+    assert s["rollout_tokens"] and s["sample_tokens"] and s["teacher_tokens"]
+    assert s["student_bwd_tokens"]
+    assert s["flops"] == pytest.approx(2 * n_s * (s["rollout_tokens"] + s["sample_tokens"]
+                                                  + s["student_fwd_tokens"])
                                        + 4 * n_s * s["student_bwd_tokens"]
                                        + 2 * n_t * s["teacher_tokens"])
 
@@ -223,12 +225,13 @@ def test_two_stage_switches_at_the_configured_compute(tiny_cfg, tmp_path):
     assert steps[-2]["flops"] < budget <= steps[-1]["flops"]  # the FLOP cap stopped it
 
 
-def test_reverse_kl_samples_count_as_rollouts(tiny_cfg, tmp_path):
+def test_reverse_kl_samples_are_training_compute_that_updates_the_table(tiny_cfg, tmp_path):
     s = train(tiny_cfg(*METHOD_OVERRIDES["uniform-reverse"]), tmp_path / "r")
-    assert s["rollout_tokens"] > 0 and s["teacher_tokens"] > 0
+    assert s["sample_tokens"] > 0 and s["teacher_tokens"] > 0 and s["rollout_tokens"] == 0
+    assert s["rollout_flops_share"] == 0  # not estimation
     table = ckpt(tmp_path / "r")["extra"]["table"]
     assert sum(table["n"]) == 8 * 8  # one sample per kept problem per step, no refreshes
-    assert max(table["step"]) == 8 and table["history"] == []
+    assert max(table["step"]) == -1 and table["history"] == []  # samples are no measurement
     f = train(tiny_cfg("weights.method=uniform"), tmp_path / "f")
     assert f["rollout_tokens"] == 0 and sum(ckpt(tmp_path / "f")["extra"]["table"]["n"]) == 0
 
@@ -277,16 +280,41 @@ def test_progress_bar_and_device_resolution(tiny_cfg, tmp_path, capsys):
             distributed.resolve_device("cuda")
 
 
-def test_a_refresh_the_budget_cannot_pay_for_is_skipped(tiny_cfg, tmp_path):
+def test_a_refresh_the_budget_cannot_pay_for_is_cut(tiny_cfg, tmp_path):
     """Random tiny students solve nothing, so PACED drops every problem and only refreshes
-    cost FLOPs. With a budget of 2.5 refreshes the third refresh is skipped (it used to run
-    and overshoot the budget by 20 %); the run then ends on budget.steps."""
+    cost FLOPs. With a budget of 2.5 refreshes the third refresh is cut to half the pool (it
+    used to run whole and overshoot the budget by 20 %)."""
     first = train(tiny_cfg("weights.method=paced", "budget.steps=4"), tmp_path / "one")
     per_refresh = first["flops"]  # steps 1-4: one refresh at step 0, nothing else paid
     assert per_refresh > 0 and first["steps"] == 4
-    cfg = tiny_cfg("weights.method=paced", "budget.steps=12",
+    cfg = tiny_cfg("weights.method=paced", "budget.steps=1000",
                    f"budget.flops={2.5 * per_refresh}")
     s = train(cfg, tmp_path / "capped")
-    # two refreshes (their costs differ a little: sampled completion lengths vary)
-    assert 1.8 * per_refresh < s["flops"] <= cfg.budget.flops
-    assert s["steps"] == 12
+    # two refreshes (their costs differ a little: sampled completion lengths vary), then
+    # the third cut to the problems the budget can pay for (it never overshoots); three
+    # refreshes that keep nothing stop the run (checks the budget cuts to nothing count: the
+    # run used to take empty steps up to budget.steps)
+    assert 2.2 * per_refresh < s["flops"] <= cfg.budget.flops
+    assert s["steps"] == 9 and "stopped" in s
+    tight = tiny_cfg("weights.method=paced", "budget.steps=1000",
+                     f"budget.flops={2.02 * per_refresh}")
+    t = train(tight, tmp_path / "tight")  # the third check can pay for (almost) nothing
+    assert t["steps"] <= 12 and "stopped" in t
+
+
+def test_a_refresh_that_crosses_an_evaluation_boundary_does_not_skip_it(tiny_cfg, tmp_path):
+    """Issue 17: the loop took the run's progress after the refresh, so an eval.every_frac
+    boundary crossed by a refresh was never evaluated and methods got different chords.
+    Here refreshes (K = 64 rollouts of every problem, before every step) cost far more than
+    a step, so most boundaries fall inside one; every boundary gets its evaluation, in order,
+    one per boundary."""
+    over = ["weights.method=paced", "weights.floor=0.05", "rollouts.K=64",
+            "rollouts.refresh_every=1", "eval.every_frac=0.1"]
+    one = train(tiny_cfg(*over, "budget.steps=1"), tmp_path / "one")
+    budget = 15 * one["flops"]  # boundaries every ~1.5 refreshes + steps: one at a time
+    cfg = tiny_cfg(*over, "budget.steps=100", f"budget.flops={budget}")
+    train(cfg, tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    buckets = [int(r["flops"] / (0.1 * budget) + 1e-9) for r in rows if r["kind"] == "eval"]
+    assert buckets[:-1] == list(range(len(buckets) - 1)), buckets  # 0, 1, 2, ...: none skipped
+    assert buckets[-1] >= len(buckets) - 2 and len(buckets) >= 10

@@ -293,7 +293,7 @@ def test_self_distillation_with_an_hf_student(tiny_cfg, tiny_dir, tmp_path):
     steps = [r for r in rows if r["kind"] == "step"]
     assert summary["steps"] == 2 and all(r["loss_kind"] == "reverse" and r["loss"] > 0
                                          for r in steps)
-    assert summary["rollout_tokens"] > 0
+    assert summary["sample_tokens"] > 0  # on-policy samples: training, not estimation
 
 
 # ---------------------------------------------------------------------------------- fetch
