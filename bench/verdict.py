@@ -18,35 +18,37 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from paced_theory.jsonable import strict_json
 from paced_theory.stats import paired
 from paced_train.config import METHOD_OVERRIDES, apply_overrides, load_config
 from paced_train.experiments.compare import Group, run_groups, summarise
-from paced_train.experiments.demo import demo_config_path
+from paced_train.experiments.demo import QUICK, demo_config_path
 from paced_train.experiments.report import ci, pm
+from paced_train.rundir import lock_dir
 
-# The old policy's staleness, emulated with today's keys: K = 8 rollouts of the whole pool
-# with sequential K, refreshed at step 0 and step 285 only (the recorded demo's Paced
-# refreshed at 0 and ~285 of ~560 steps, then at ~70 %, 80-90 % and 97 % of its compute).
-STALE = ["rollouts.source=rollouts", "rollouts.settled_K=2", "rollouts.refresh_every=285",
-         "rollouts.max_age=0", "rollouts.max_share=1.0"]
+# The pre-issue-17 demo policy (bench/passrate_freshness.py's "paced-old": K = 8 rollouts,
+# sequential K, refresh every 50 steps cut to 10 % of FLOPs; oldest pass rate ~300 steps).
+STALE = ["rollouts.source=rollouts", "rollouts.max_age=0", "rollouts.refresh_every=50",
+         "rollouts.max_share=0.1", "rollouts.settled_K=2", "weights.lo=0", "weights.hi=1"]
 ARMS_A = {
     "uniform": METHOD_OVERRIDES["uniform"],
-    "hard": METHOD_OVERRIDES["hard"],
-    "akl": METHOD_OVERRIDES["akl"],
     "paced": METHOD_OVERRIDES["paced"],
-    "two-stage": METHOD_OVERRIDES["two-stage"],
-    "paced-exact": METHOD_OVERRIDES["paced"] + ["rollouts.likelihood=exact"],
+    "paced-binomial": METHOD_OVERRIDES["paced"] + ["rollouts.likelihood=binomial"],
     "paced-stale": METHOD_OVERRIDES["paced"] + STALE,
+    "hard": METHOD_OVERRIDES["hard"],
+    "two-stage": METHOD_OVERRIDES["two-stage"],
+    "akl": METHOD_OVERRIDES["akl"],
 }
 ARMS_B = {m: METHOD_OVERRIDES[m] for m in ("uniform", "hard", "paced", "akl")}
 GROUPS = {"A": ("lr 3e-3 (the demo)", [], ARMS_A), "B": ("lr 6e-3", ["optim.lr=6e-3"], ARMS_B)}
-# (group, arm, against): the plan's comparisons, in its order
-COMPARISONS = [("A", "paced", "uniform"), ("A", "hard", "uniform"),
-               ("A", "two-stage", "uniform"), ("A", "akl", "uniform"),
-               ("A", "paced", "paced-stale"), ("A", "paced-exact", "paced"),
+# (group, arm, against): the plan's comparisons H1-H9, in its order
+COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
+               ("A", "two-stage", "uniform"), ("A", "hard", "uniform"),
+               ("A", "akl", "uniform"), ("A", "paced-binomial", "paced-stale"),
+               ("A", "paced", "paced-binomial"), ("A", "paced-stale", "uniform"),
                ("B", "paced", "uniform"), ("B", "hard", "uniform"), ("B", "akl", "uniform")]
 AGE_LIMIT = 60       # steps: the plan's freshness check (10 % of the 600-step budget)
 SHARE_LIMIT = 0.10   # estimation's share of FLOPs
@@ -114,7 +116,7 @@ def markdown(results: dict[str, dict], comps: list[dict], seeds: int, header: st
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
@@ -122,14 +124,18 @@ def main() -> None:
     ap.add_argument("--a-dir", default="runs/demo10/compare",
                     help="group A's runs (default: the 10-seed demo's, reused)")
     ap.add_argument("--out", default="runs/verdict")
-    a = ap.parse_args()
-    base = load_config(demo_config_path(), ["run.progress=false"])
+    ap.add_argument("--quick", action="store_true", help="the demo's --quick sizes (a test)")
+    a = ap.parse_args(argv)
+    base = load_config(demo_config_path(), ["run.progress=false"] + (QUICK if a.quick else []))
     names = [g.strip() for g in a.groups.split(",") if g.strip()]
     out = Path(a.out)
     groups = [Group(Path(a.a_dir) if g == "A" else out / g,
                     apply_overrides(base, GROUPS[g][1]), GROUPS[g][2]) for g in names]
     t0 = time.time()
-    runs = run_groups(groups, a.seeds, a.jobs)
+    with ExitStack() as held:  # one writer per group directory, as paced compare does
+        for g in groups:
+            held.enter_context(lock_dir(g.out_dir))
+        runs = run_groups(groups, a.seeds, a.jobs)
     results = {g: summarise(r, a.seeds) for g, r in zip(names, runs)}
     comps = comparisons(results)
     cmd = f"python bench/verdict.py --seeds {a.seeds} --jobs {a.jobs} --groups {a.groups}"

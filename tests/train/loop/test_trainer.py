@@ -291,10 +291,12 @@ def test_a_refresh_the_budget_cannot_pay_for_is_cut(tiny_cfg, tmp_path):
                    f"budget.flops={2.5 * per_refresh}")
     s = train(cfg, tmp_path / "capped")
     # two refreshes (their costs differ a little: sampled completion lengths vary), then
-    # the third cut to the problems the budget can pay for (it never overshoots); three
+    # the third cut to the problems the budget can pay for at the last refresh's mean cost
+    # per problem (so it can overshoot by that cost's spread: 0.1 % seen here, where the
+    # uncut refresh overshot by 20 %); three
     # refreshes that keep nothing stop the run (checks the budget cuts to nothing count: the
     # run used to take empty steps up to budget.steps)
-    assert 2.2 * per_refresh < s["flops"] <= cfg.budget.flops
+    assert 2.2 * per_refresh < s["flops"] <= 1.01 * cfg.budget.flops
     assert s["steps"] == 9 and "stopped" in s
     tight = tiny_cfg("weights.method=paced", "budget.steps=1000",
                      f"budget.flops={2.02 * per_refresh}")
