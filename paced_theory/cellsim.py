@@ -146,6 +146,16 @@ class Params:
         return Params(**d)
 
 
+def weighting_value(w, a, m, mu, B: int = 1, L: float = 1.0) -> float:
+    """docs/theory.md §10.1 (ours): the expected held-out decrease of one step at the best step
+    size, V(w) = B (E_mu[w a])^2 / (2 L E_mu[w^2 m]), for problems of alignment a, second
+    moment m and probabilities mu (noise-dominated regime). Maximised by w = a/m (for a >= 0),
+    where it equals B E_mu[a^2/m] / (2L)."""
+    w, a, m, mu = (np.asarray(x, float) for x in (w, a, m, mu))
+    den = float(np.sum(mu * w**2 * m))
+    return 0.0 if den == 0 else B * float(np.sum(mu * w * a)) ** 2 / (2 * L * den)
+
+
 def lr_factor(frac: np.ndarray, cfg: Loop) -> np.ndarray:
     """The loop's schedule in compute fraction: linear warmup over warmup/steps, then cosine
     from 1 to min_lr_frac (paced_train's optim.schedule = "cosine")."""
