@@ -28,18 +28,24 @@ One step t of learning rate eta_t (the loop's warmup + cosine schedule in comput
               fractions of the run (refresh_fracs: the recorded study's stale schedule).
   signal      e_j, the expected gain of problem j's step along its cell's skill, per unit
               weight:
-                mode "forward", shared = True (mechanism c): e = 1 - p. The teacher's
-                  reference is a target whatever the student's p, so it moves the shared
-                  skill even at p = 0 (the gap 1 - p is the cross-entropy gradient's size);
-                  held-out problems of the cell improve with it.
+                mode "forward", shared = True (mechanism c): e = (1 - p)(r_c^gamma + lam), r_c
+                  the cell's mean training pass rate (its readiness). The teacher's reference
+                  is a target whatever the student's p, so a problem moves the shared skill by
+                  its gap 1 - p times how ready the SKILL is, not the problem: a p = 0 problem
+                  of a cell that is clicking teaches as much as any (more: its gap is
+                  larger), and held-out problems of the cell improve with it. The readiness
+                  factor makes a cell's learning self-accelerating (the measured "click").
                 mode "forward", shared = False: e = (1 - p)(p^gamma + lam), M2's mean with the
-                  constant floor lam (population.forward_moments' s(p), the old model).
-                mode "reverse": e = (1 - p)(p^gamma + lam_rev): learning from the student's
-                  own samples needs it to sample near the answer (ASSUMPTION; lam_rev fixed).
+                  constant floor lam (population.forward_moments' s(p), the old model): the
+                  engagement is the problem's own.
+                mode "reverse": e = (1 - p)(p^gamma + lam): learning from the student's own
+                  samples needs the student to sample near the answer (ASSUMPTION).
                 mode "rl": e = Delta (K - 1)/K p (1 - p): M1 exactly (binary reward, group-
                   mean baseline of K rollouts; models.m1_symbolic with baseline="group_mean":
                   s = Delta E[X]/K, E[X] = (K - 1) p (1 - p)). Zero at p = 0 and p = 1.
-  update      theta_c += eta_t kappa_c sum_{j in c} c_j e_j
+  update      theta_c += eta_t (G_c + tau sum_{c' != c, same skill family} G_c'),
+              G_c = kappa_c sum_{j in c} c_j e_j (tau: transfer between the cells of one skill,
+              add2/add3/add4 or mul2/mul3 -- a shared skill across cells, fitted)
               u_j     += eta_t mu c_j e_j N / n_j      (memorisation: a problem's own share)
               forgetting (mechanism d, an ASSUMPTION as in population.py): every cell and the
               retention skill lose eta_t phi sum_{j not in that cell} c_j (1 - p_j): training
@@ -50,8 +56,10 @@ update steps; its evaluations sit at the same fractions of the compute budget.
 
 Parameters. Per cell: dbar_c, s_c (difficulty; initial accuracy Phi(-dbar_c / s_c)), kappa_c
 (learnability of the shared skill, one per loss). Global: phi (forgetting), the retention
-skill's start ret0 (Phi(-ret0) = retention accuracy), mu (memorisation; 0 by default: not
-identifiable from held-out curves). calibrate() fits dbar, s, kappa, phi, ret0 to uniform
+skill's start ret0 (Phi(-ret0) = retention accuracy), gamma and lam (engagement), tau
+(transfer within a skill family), mu
+(memorisation; 0 by default: not identifiable from held-out curves). calibrate() fits dbar,
+s, kappa, phi, ret0, gamma, lam, tau to uniform
 runs' per-cell curves (least squares over every evaluation of every run), and nothing else.
 """
 
@@ -94,10 +102,7 @@ class Arm:
 class Loop:
     """The loop's schedule and the switches of the mechanisms (module docstring)."""
     mode: str = "forward"
-    shared: bool = True              # mechanism (c); False: the constant floor lam
-    lam: float = 0.5                 # floor of the shared=False forward model (population.py)
-    lam_rev: float = 0.5             # reverse mode's floor (assumption)
-    gamma: float = 1.0
+    shared: bool = True              # mechanism (c); False: the problem's own engagement
     Delta: float = 1.0               # rl mode: reward scale
     rates: str = "K"                 # mechanism (a): "exact" or "K" samples
     K: int = 8
@@ -132,6 +137,9 @@ class Params:
     kappa_rev: dict = field(default_factory=dict)    # reverse KL (and rl, uncalibrated)
     phi: float = 0.0
     ret0: float = -1.0
+    tau: float = 0.0                                 # transfer within a skill family
+    gamma: float = 1.0                               # engagement exponent
+    lam: float = 0.5                                 # engagement floor
     mu: float = 0.0
 
     def to_dict(self) -> dict:
@@ -189,16 +197,18 @@ def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
     return pmf @ wk
 
 
-def signal(p: np.ndarray, cfg: Loop) -> np.ndarray:
-    """e(p): expected skill gain per unit weight of a problem of pass rate p (docstring)."""
+def signal(p: np.ndarray, cfg: Loop, gamma: float = 1.0, lam: float = 0.5,
+           readiness=None) -> np.ndarray:
+    """e(p): expected skill gain per unit weight of a problem of pass rate p (docstring);
+    readiness: the cell's mean training pass rate (forward, shared = True; broadcast)."""
     p = np.asarray(p, float)
     if cfg.mode == "rl":
         return cfg.Delta * (cfg.K - 1) / cfg.K * p * (1 - p)
-    if cfg.mode == "reverse":
-        return (1 - p) * (p ** cfg.gamma + cfg.lam_rev)
-    if cfg.shared:
-        return 1 - p
-    return (1 - p) * (p ** cfg.gamma + cfg.lam)
+    if cfg.mode == "forward" and cfg.shared:
+        if readiness is None:
+            raise InputError("signal: forward mode with shared skills needs the cell's readiness")
+        return (1 - p) * (np.asarray(readiness, float) ** gamma + lam)
+    return (1 - p) * (p ** gamma + lam)
 
 
 def _refresh_steps(cfg: Loop, n_steps: int) -> set[int]:
@@ -232,6 +242,8 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
     n = np.array([float(counts[c]) for c in cells])[:, None] / M * np.ones((1, M))
     N = n.sum()
     theta = np.zeros(C)
+    fam = [c.rstrip("0123456789") for c in cells]
+    family = np.array([[float(a == b) for b in fam] for a in fam])
     u = np.zeros((C, M))
     ret = 0.0
     weighted = arm.weighting != "uniform"
@@ -257,8 +269,9 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
             # and a weighted arm's steps span the compute left after its pass rates
             frac = (step + h / 2) / n_steps
             eta = float(lr_factor(frac, cfg)) * h
-            e = signal(p, cfg)
-            theta = theta + eta * kappa * (cw * e).sum(1)
+            e = signal(p, cfg, params.gamma, params.lam, p.mean(1, keepdims=True))
+            gain = kappa * (cw * e).sum(1)
+            theta = theta + eta * (gain + params.tau * (family @ gain - gain))
             if params.mu > 0:
                 u = u + eta * params.mu * cw * e * N / n
             if cfg.forgetting and params.phi > 0:
@@ -291,7 +304,7 @@ def _pack(cells, loss_cells):
     names = [("dbar", c) for c in cells] + [("spread", c) for c in cells]
     names += [("kappa", c) for c in loss_cells["forward"]]
     names += [("kappa_rev", c) for c in loss_cells["reverse"]]
-    names += [("phi", None), ("ret0", None)]
+    names += [("phi", None), ("ret0", None), ("gamma", None), ("lam", None), ("tau", None)]
     return names
 
 
@@ -303,7 +316,7 @@ def _params_from(x, names, mu: float) -> Params:
             glob[k] = float(v)
         else:
             d[k][c] = float(v)
-    return Params(**d, phi=glob["phi"], ret0=glob["ret0"], mu=mu)
+    return Params(**d, mu=mu, **glob)
 
 
 def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
@@ -331,10 +344,10 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
             v = None
         if k == "dbar":
             a0 = np.mean([np.mean(r["acc"][c][0]) for r in runs if c in r["acc"]])
-            v = v if v is not None else -1.5 * ndtri(np.clip(a0, 0.02, 0.98))
+            v = v if v is not None else -ndtri(np.clip(a0, 0.02, 0.98))
             lo.append(-12), hi.append(12)
         elif k == "spread":
-            v = v if v is not None else 1.5
+            v = v if v is not None else 1.0
             lo.append(0.2), hi.append(8)
         elif k in ("kappa", "kappa_rev"):
             v = v if v is not None else 0.01
@@ -342,6 +355,15 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
         elif k == "phi":
             v = v if v is not None else 0.001
             lo.append(0.0), hi.append(0.2)
+        elif k == "gamma":
+            v = v if v is not None else 1.0
+            lo.append(0.0), hi.append(4.0)
+        elif k == "tau":
+            v = v if v is not None else 0.2
+            lo.append(0.0), hi.append(2.0)
+        elif k == "lam":
+            v = v if v is not None else 0.3
+            lo.append(0.0), hi.append(3.0)
         else:  # ret0
             r0 = np.mean([np.mean(r["retention"][0]) for r in runs])
             v = v if v is not None else -ndtri(np.clip(r0, 0.02, 0.98))
@@ -362,7 +384,7 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
         return np.array(res)
 
     sol = least_squares(residuals, np.array(x0), bounds=(lo, hi), max_nfev=max_nfev,
-                        diff_step=1e-3)
+                        diff_step=1e-3, x_scale="jac")
     params = _params_from(sol.x, names, mu)
     return params, {"rmse": float(math.sqrt(np.mean(sol.fun ** 2))), "residuals": len(sol.fun),
                     "nfev": int(sol.nfev)}

@@ -23,10 +23,10 @@ from paced_theory.kernels import plugin_weight
 from paced_theory.models import DELTA, K_SYM, P, m1_symbolic
 from paced_theory.population import PopulationConfig, forward_moments
 
-PARAMS = Params(dbar={"a": 1.0, "b": -1.0}, spread={"a": 1.5, "b": 1.0},
-                kappa={"a": 0.08, "b": 0.04}, kappa_rev={"a": 0.05, "b": 0.02},
-                phi=0.01, ret0=-2.0)
-POOL = {"a": 600.0, "b": 300.0}
+PARAMS = Params(dbar={"x1": 1.0, "x2": -1.0}, spread={"x1": 1.5, "x2": 1.0},
+                kappa={"x1": 0.08, "x2": 0.04}, kappa_rev={"x1": 0.05, "x2": 0.02},
+                phi=0.01, ret0=-2.0, gamma=1.5, lam=0.2, tau=0.3)
+POOL = {"x1": 600.0, "x2": 300.0}
 
 
 M1_GROUP_S = sp.lambdify((K_SYM, DELTA, P), m1_symbolic(baseline="group_mean")[0])
@@ -49,12 +49,12 @@ def test_rl_mode_learns_nothing_at_p_0_and_1(K):
 
 def test_rl_mode_leaves_a_hopeless_cell_where_it_is():
     """A cell at p ~ 0 (logit -40) does not move in rl mode; forward KL moves it."""
-    params = dataclasses.replace(PARAMS, dbar={"a": 40.0, "b": -1.0}, phi=0.0)
+    params = dataclasses.replace(PARAMS, dbar={"x1": 40.0, "x2": -1.0}, phi=0.0, tau=0.0)
     rl = simulate_pool(POOL, params, Arm(), Loop(mode="rl"))
     fwd = simulate_pool(POOL, dataclasses.replace(params, kappa_rev=params.kappa),
                         Arm(), Loop(mode="forward"))
-    assert rl["curve"][-1]["acc_a"] == rl["curve"][0]["acc_a"]
-    assert fwd["curve"][-1]["acc_a"] > fwd["curve"][0]["acc_a"]
+    assert rl["curve"][-1]["acc_x1"] == rl["curve"][0]["acc_x1"]
+    assert fwd["curve"][-1]["acc_x1"] > fwd["curve"][0]["acc_x1"]
 
 
 @given(p=st.floats(0, 1), gamma=st.floats(0.2, 3))
@@ -62,14 +62,15 @@ def test_shared_off_with_lambda_0_is_the_old_forward_model(p, gamma):
     """Mechanism (c) off and lam = 0: the signal is population.forward_moments' s(p)."""
     old = PopulationConfig(gradient="forward", fwd_lambda=0.0, fwd_gamma=gamma)
     s, _ = forward_moments(np.array([p]), old)
-    got = signal(np.array([p]), Loop(shared=False, lam=0.0, gamma=gamma))
+    got = signal(np.array([p]), Loop(shared=False), gamma=gamma, lam=0.0)
     assert got[0] == pytest.approx(s[0], rel=1e-12, abs=1e-15)
 
 
 def test_shared_skill_learns_problems_the_student_cannot_solve():
-    """At p -> 0 the shared-skill signal is 1 (the reference teaches), the old one -> lam."""
-    assert signal(np.array([0.0]), Loop(shared=True))[0] == 1.0
-    assert signal(np.array([0.0]), Loop(shared=False, lam=0.0))[0] == 0.0
+    """At p = 0 the shared-skill signal is the cell's readiness (the reference teaches a
+    ready skill), the old one is the floor lam (0 here)."""
+    assert signal(np.array([0.0]), Loop(shared=True), 1.0, 0.0, readiness=0.4)[0] == 0.4
+    assert signal(np.array([0.0]), Loop(shared=False), 1.0, 0.0)[0] == 0.0
 
 
 @settings(max_examples=20, deadline=None)
@@ -85,7 +86,8 @@ def test_expected_weight_from_K_samples_matches_sampling(p, K):
 
 def _reference_exact(counts, params, arm, steps, M):
     """An independent step-by-step loop: exact pass rates read every step (age 0), one cell
-    skill per cell, weights normalised to sum 1, no forgetting, constant lr 1."""
+    skill per cell with transfer tau inside the family, weights normalised to sum 1, no
+    forgetting, constant lr 1."""
     z = ndtri((np.arange(M) + 0.5) / M)
     cells = list(counts)
     theta = {c: 0.0 for c in cells}
@@ -96,10 +98,11 @@ def _reference_exact(counts, params, arm, steps, M):
             p = expit(theta[c] - d)
             w = p ** arm.alpha * (1 - p) ** arm.beta
             mass[c] = counts[c] / M * w
-            gain[c] = mass[c] * (1 - p)
+            gain[c] = mass[c] * (1 - p) * (p.mean() ** params.gamma + params.lam)
         tot = sum(m.sum() for m in mass.values())
-        for c in cells:
-            theta[c] += params.kappa[c] * gain[c].sum() / tot
+        G = {c: params.kappa[c] * gain[c].sum() / tot for c in cells}
+        for c in cells:  # every cell of the test pool is of one skill family ("x")
+            theta[c] += G[c] + params.tau * sum(G[o] for o in cells if o != c)
     return theta
 
 
@@ -116,7 +119,7 @@ def test_age_0_equals_exact_pass_rates():
         want = float(ndtr((theta[c] - params.dbar[c]) / params.spread[c]))
         assert sim["curve"][-1][f"acc_{c}"] == pytest.approx(want, rel=1e-10)
     stale = simulate_pool(POOL, params, arm, dataclasses.replace(cfg, refresh_every=0))
-    assert abs(stale["curve"][-1]["acc_a"] - sim["curve"][-1]["acc_a"]) > 1e-4
+    assert abs(stale["curve"][-1]["acc_x1"] - sim["curve"][-1]["acc_x1"]) > 1e-4
 
 
 def test_uniform_reads_no_pass_rates():
@@ -140,7 +143,7 @@ def test_calibration_recovers_the_parameters_of_its_own_curves():
     """Curves simulated by the model (two pools, forward and reverse uniform runs) give back
     the parameters that made them. Coarse integration (chunk 20) keeps it to seconds."""
     cfg = Loop(chunk=20, quantiles=12)
-    pools = {"p1": {"a": 600.0, "b": 300.0}, "p2": {"a": 200.0, "b": 900.0}}
+    pools = {"p1": {"x1": 600.0, "x2": 300.0}, "p2": {"x1": 200.0, "x2": 900.0}}
     runs = []
     for loss in ("forward", "reverse"):
         for name, counts in pools.items():
@@ -154,4 +157,5 @@ def test_calibration_recovers_the_parameters_of_its_own_curves():
     for key in ("dbar", "spread", "kappa", "kappa_rev"):
         for c, v in getattr(PARAMS, key).items():
             assert getattr(fit, key)[c] == pytest.approx(v, rel=1e-3), (key, c)
-    assert fit.phi == pytest.approx(PARAMS.phi, rel=1e-3)
+    for key in ("phi", "gamma", "lam"):
+        assert getattr(fit, key) == pytest.approx(getattr(PARAMS, key), rel=1e-3), key
