@@ -335,8 +335,9 @@ def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = No
                         color=colors.get(arm, "#999999"))
         for p in prediction or []:
             if p["loss"] == loss:
-                ax.plot(p["x"], p["y"], ls="--", color=colors.get(p["arm"], "#999999"),
-                        label=f"{p['arm']} (simulator)")
+                ax.plot(p["x"], p["y"], ls=p.get("ls", "--"), marker=p.get("marker"),
+                        color=colors.get(p["arm"], "#999999"),
+                        label=p.get("label", f"{p['arm']} (simulator)"))
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set(xlabel="hopeless share of the pool at the start (p_hat = 0, K = 8)",
                ylabel="AUC ratio to uniform (same seeds)", title=f"{loss} KL")
