@@ -250,7 +250,7 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
     n_steps = max(1, int(round(cfg.steps * (1 - (cfg.rollout_share if weighted else 0.0)))))
     refresh = _refresh_steps(cfg, n_steps) if weighted else {0}
     evals = {int(round(k * n_steps / cfg.evals)): k for k in range(1, cfg.evals + 1)}
-    rows = [_eval(0.0, theta, dbar, spread, ret, params, cells)]
+    rows = [_eval(0.0, theta, d, ret, params, cells)]
     Ew = np.ones((C, M))
     step = 0
     while step < n_steps:
@@ -280,7 +280,7 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
                 ret = ret - eta * params.phi * gap.sum()
         step += h
         if step in evals:
-            rows.append(_eval(evals[step] / cfg.evals, theta, dbar, spread, ret, params, cells))
+            rows.append(_eval(evals[step] / cfg.evals, theta, d, ret, params, cells))
     x = np.array([r["frac"] for r in rows])
     y = np.array([r["acc"] for r in rows])
     auc = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
@@ -292,9 +292,16 @@ def _kappas(params: Params, cfg: Loop) -> dict:
     return params.kappa if cfg.mode == "forward" else params.kappa_rev
 
 
-def _eval(frac, theta, dbar, spread, ret, params, cells) -> dict:
+def _eval(frac, theta, d, ret, params, cells) -> dict:
+    """Greedy accuracy per cell (the quantile types' share with theta - d > 0, smoothed: the
+    exact normal probability), the pool's, and the mean sampled pass rate of the held-out
+    problems (paced_train's mean@k at temperature 1)."""
+    M = d.shape[1]
+    z = ndtri((np.arange(M) + 0.5) / M)
+    dbar, spread = d.mean(1), (d[:, -1] - d[:, 0]) / (z[-1] - z[0])
     acc = ndtr((theta - dbar) / spread)
     return {"frac": float(frac), "acc": float(acc.mean()),
+            "pass_rate": float(expit(theta[:, None] - d).mean()),
             "retention": float(ndtr(ret - params.ret0)),
             **{f"acc_{c}": float(a) for c, a in zip(cells, acc)}}
 
@@ -325,10 +332,12 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
 
     runs: one dict per (pool, loss) group of uniform runs: {"counts": {cell: n},
     "loss": "forward" | "reverse", "frac": [...], "acc": {cell: [[seed values per eval]...]},
-    "retention": [[...]]} -- measured held-out accuracy per cell at the compute fractions
-    `frac` (one list per evaluation: every seed's value). The residuals are model minus every
-    seed's value; the fit uses only uniform runs (that is the point: weighted arms are then
-    predictions). Returns (params, info) with info = rmse and the number of residuals."""
+    "retention": [[...]], "mean_at_k": [[...]] (optional)} -- measured held-out greedy
+    accuracy per cell at the compute fractions `frac` (one list per evaluation: every seed's
+    value), retention accuracy, and the mean sampled pass rate of the held-out set (it pins
+    the pass-rate scale that the weights read; greedy accuracy alone does not). The residuals
+    are model minus every seed's value; the fit uses only uniform runs (that is the point:
+    weighted arms are then predictions). Returns (params, info) with info = rmse and the number of residuals."""
     from scipy.optimize import least_squares
 
     cells = sorted({c for r in runs for c in r["counts"]})
@@ -381,6 +390,8 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
                 for c in r["counts"]:
                     res.extend(row[f"acc_{c}"] - np.asarray(r["acc"][c][i], float))
                 res.extend(row["retention"] - np.asarray(r["retention"][i], float))
+                if r.get("mean_at_k") is not None:
+                    res.extend(row["pass_rate"] - np.asarray(r["mean_at_k"][i], float))
         return np.array(res)
 
     sol = least_squares(residuals, np.array(x0), bounds=(lo, hi), max_nfev=max_nfev,

@@ -149,8 +149,11 @@ def calibration_runs(curves: list[dict], pools: dict[str, dict[str, float]]) -> 
         acc = {c: [[float(rs[i][f"acc_{c}"]) for rs in per] for i in range(n_eval)]
                for c in counts}
         ret = [[float(rs[i]["retention"]) for rs in per] for i in range(n_eval)]
+        mak = ([[float(rs[i]["mean_at_k"]) for rs in per] for i in range(n_eval)]
+               if all(rs[i].get("mean_at_k") not in (None, "") for rs in per
+                      for i in range(n_eval)) else None)
         runs.append({"pool": pool, "loss": loss, "counts": counts, "frac": frac, "acc": acc,
-                     "retention": ret, "seeds": len(per)})
+                     "retention": ret, "mean_at_k": mak, "seeds": len(per)})
     return runs
 
 
