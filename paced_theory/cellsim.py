@@ -337,7 +337,8 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
     value), retention accuracy, and the mean sampled pass rate of the held-out set (it pins
     the pass-rate scale that the weights read; greedy accuracy alone does not). The residuals
     are model minus every seed's value; the fit uses only uniform runs (that is the point:
-    weighted arms are then predictions). Returns (params, info) with info = rmse and the number of residuals."""
+    weighted arms are then predictions). Returns (params, info): info has the rmse and the
+    number of residuals."""
     from scipy.optimize import least_squares
 
     cells = sorted({c for r in runs for c in r["counts"]})
