@@ -31,7 +31,14 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from paced_theory.cellsim import Loop, calibrate
-from paced_theory.predict import SCENARIOS, calibration_runs, predict, read_curves, read_pools
+from paced_theory.predict import (
+    SCENARIOS,
+    calibration_runs,
+    predict,
+    read_curves,
+    read_initial,
+    read_pools,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CAL = ROOT / "bench/results/calibration"
@@ -62,13 +69,14 @@ def main() -> None:
     pools = read_pools(CAL / "pools.toml")
     runs = calibration_runs(read_curves(CAL / "uniform_curves.csv"), pools)
     meas = measured(ROOT / "bench/results/study/study.csv")
+    initial = read_initial(CAL / "initial_passrates.csv")
     fits: dict = {}
     rows = []
     for name, (loop, scenario, extra) in VARIANTS.items():
         key = (loop.shared, loop.forgetting)
         t0 = time.time()
         if key not in fits:
-            fits[key] = calibrate(runs, loop)
+            fits[key] = calibrate(runs, loop, initial=initial)
             (CAL / f"params_{name}.json").write_text(json.dumps(fits[key][0].to_dict(), indent=1))
         params, info = fits[key]
         pred = predict(params, pools, loop, scenarios=(scenario,))

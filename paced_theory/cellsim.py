@@ -326,8 +326,18 @@ def _params_from(x, names, mu: float) -> Params:
     return Params(**d, mu=mu, **glob)
 
 
+def initial_rates(params: Params, cell: str, K: int = 8, M: int = 24) -> dict:
+    """The model's pass rates of a cell at the start (theta = 0): mean p, and the expected
+    shares of p_hat = 0 and p_hat = 1 at K rollouts, mean (1-p)^K and mean p^K."""
+    z = ndtri((np.arange(M) + 0.5) / M)
+    p = expit(-(params.dbar[cell] + params.spread[cell] * z))
+    return {"mean_p_hat": float(p.mean()), "share_0": float(np.mean((1 - p) ** K)),
+            "share_1": float(np.mean(p ** K))}
+
+
 def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
-              init: Params | None = None, max_nfev: int = 60) -> tuple[Params, dict]:
+              init: Params | None = None, max_nfev: int = 60,
+              initial: dict | None = None, initial_weight: float = 3.0) -> tuple[Params, dict]:
     """Least-squares fit of Params to uniform runs' per-cell curves (ours).
 
     runs: one dict per (pool, loss) group of uniform runs: {"counts": {cell: n},
@@ -337,8 +347,10 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
     value), retention accuracy, and the mean sampled pass rate of the held-out set (it pins
     the pass-rate scale that the weights read; greedy accuracy alone does not). The residuals
     are model minus every seed's value; the fit uses only uniform runs (that is the point:
-    weighted arms are then predictions). Returns (params, info): info has the rmse and the
-    number of residuals."""
+    weighted arms are then predictions). initial: {cell: {"mean_p_hat", "share_0", "share_1",
+    "K"}}, the student's pass rates per cell at the start (bench/initial_passrates.py: no run
+    of any arm), fitted by initial_rates with weight initial_weight. Returns (params, info):
+    info has the rmse and the number of residuals."""
     from scipy.optimize import least_squares
 
     cells = sorted({c for r in runs for c in r["counts"]})
@@ -393,6 +405,11 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
                 res.extend(row["retention"] - np.asarray(r["retention"][i], float))
                 if r.get("mean_at_k") is not None:
                     res.extend(row["pass_rate"] - np.asarray(r["mean_at_k"][i], float))
+        for c, m in (initial or {}).items():
+            if c in cells:
+                got = initial_rates(params, c, int(m.get("K", 8)), cfg.quantiles)
+                res.extend(initial_weight * (got[k] - float(m[k]))
+                           for k in ("mean_p_hat", "share_0", "share_1"))
         return np.array(res)
 
     sol = least_squares(residuals, np.array(x0), bounds=(lo, hi), max_nfev=max_nfev,

@@ -197,7 +197,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise InputError(f"{args.params}: cannot read calibrated parameters ({e})") from None
         source = args.params
     else:
-        params, info = pr.fit(args.calibrate, args.pools)
+        params, info = pr.fit(args.calibrate, args.pools, initial_path=args.initial)
         source = args.calibrate
         print(f"calibrated on {args.calibrate}: rmse {info['rmse']:.4f} over "
               f"{info['residuals']} residuals ({info['nfev']} evaluations)")
@@ -296,6 +296,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--params", metavar="JSON", default=None,
                      help="with --calibrate: write the fitted parameters here; without: read "
                      "them from here and predict without fitting (seconds)")
+    sim.add_argument("--initial", metavar="CSV", default=None,
+                     help="with --calibrate: the student's per-cell pass rates at the start "
+                     "(bench/initial_passrates.py), fitted too: they pin the pass-rate scale")
     sim.add_argument("--pools", metavar="FILE", default=None,
                      help="pools TOML file (the format of `paced study --pools`)")
     sim.add_argument("--out", default=None, help="predictions CSV (default predictions.csv), "

@@ -157,9 +157,26 @@ def calibration_runs(curves: list[dict], pools: dict[str, dict[str, float]]) -> 
     return runs
 
 
-def fit(curves_path, pools_path, loop: Loop = DEFAULT_LOOP, **kw) -> tuple[Params, dict]:
+def read_initial(path) -> dict:
+    """{cell: {"mean_p_hat", "share_0", "share_1", "K"}} from bench/initial_passrates.py's CSV."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the initial pass rates ({e.strerror})") from None
+    need = {"cell", "K", "mean_p_hat", "share_0", "share_1"}
+    if not rows or need - set(rows[0]):
+        raise InputError(f"{path}: needs columns {sorted(need)}")
+    return {r["cell"]: {k: float(r[k]) for k in need - {"cell"}} for r in rows}
+
+
+def fit(curves_path, pools_path, loop: Loop = DEFAULT_LOOP, initial_path=None,
+        **kw) -> tuple[Params, dict]:
     pools = read_pools(pools_path)
-    return calibrate(calibration_runs(read_curves(curves_path), pools), loop, **kw)
+    initial = read_initial(initial_path) if initial_path else None
+    return calibrate(calibration_runs(read_curves(curves_path), pools), loop, initial=initial,
+                     **kw)
 
 
 def predict(params: Params, pools: dict[str, dict[str, float]], loop: Loop = DEFAULT_LOOP,
