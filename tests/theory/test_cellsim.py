@@ -15,6 +15,7 @@ from paced_theory.cellsim import (
     Params,
     calibrate,
     expected_weight,
+    initial_rates,
     signal,
     simulate_pool,
 )
@@ -152,7 +153,8 @@ def test_calibration_recovers_the_parameters_of_its_own_curves():
                          "frac": [r["frac"] for r in sim["curve"]],
                          "acc": {c: [[r[f"acc_{c}"]] for r in sim["curve"]] for c in counts},
                          "retention": [[r["retention"]] for r in sim["curve"]]})
-    fit, info = calibrate(runs, cfg)
+    initial = {c: {**initial_rates(PARAMS, c, 8, cfg.quantiles), "K": 8} for c in PARAMS.dbar}
+    fit, info = calibrate(runs, cfg, initial=initial)
     assert info["rmse"] < 1e-6
     for key in ("dbar", "spread", "kappa", "kappa_rev"):
         for c, v in getattr(PARAMS, key).items():
