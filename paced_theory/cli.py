@@ -171,8 +171,61 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- simulate
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    """--calibrate CURVES / --params FILE with --pools FILE: the cell simulator's predictions."""
+    from paced_theory import predict as pr
+    from paced_theory.cellsim import Params
+
+    if not args.pools:
+        raise InputError("simulate: --calibrate/--params need --pools FILE (a pools TOML file)")
+    pools = pr.read_pools(args.pools)
+    if args.params and not args.calibrate:
+        try:
+            params = Params.from_dict(json.loads(Path(args.params).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"{args.params}: cannot read calibrated parameters ({e})") from None
+        source = args.params
+    else:
+        params, info = pr.fit(args.calibrate, args.pools, initial_path=args.initial)
+        source = args.calibrate
+        print(f"calibrated on {args.calibrate}: rmse {info['rmse']:.4f} over "
+              f"{info['residuals']} residuals ({info['nfev']} evaluations)")
+        if args.params:
+            Path(args.params).write_text(json.dumps(strict_json(params.to_dict()), indent=1))
+            print(f"wrote {args.params}")
+    rows = pr.predict(params, pools)
+    commit = args.commit or _git_commit()
+    out = args.out or "predictions.csv"
+    pr.write_predictions(rows, out, commit, source)
+    lines = ["| pool | loss | arm | stale | fresh | exact |", "|---|---|---|---|---|---|"]
+    table: dict = {}
+    for r in rows:
+        table.setdefault((r["pool"], r["loss"], r["arm"]), {})[r["scenario"]] = r["auc_ratio"]
+    for (pool, loss, arm), v in table.items():
+        lines.append(f"| {pool} | {loss} | {arm} | " + " | ".join(
+            f"{v.get(s, float('nan')):.3f}" for s in ("stale", "fresh", "exact")) + " |")
+    _emit({"commit": commit, "params": params.to_dict(), "rows": rows}, args.json,
+          "predicted AUC ratio to uniform (cell simulator)\n" + "\n".join(lines)
+          + f"\nwrote {out} (commit {commit[:10]})")
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from paced_theory import population as pop
+
+    if args.calibrate or args.params:
+        return _cmd_predict(args)
 
     if not 1 <= args.seeds <= 10**4:
         raise InputError(f"--seeds must be an integer in [1, 10000] (got {args.seeds})")
@@ -235,5 +288,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "beta:A,B (exponents A, B), beta+floor:A,B,EPS (weight at least EPS at "
                      "c = 0), oracle (rho of the true p)")
     sim.add_argument("--seeds", type=int, default=3)
+    sim.add_argument("--calibrate", metavar="CURVES", default=None,
+                     help="instead of the item simulator: fit the cell simulator "
+                     "(paced_theory/cellsim.py) to the per-cell curves of UNIFORM runs in this "
+                     "CSV (bench/calibration_runs.py writes it), then predict every arm's AUC "
+                     "ratio to uniform on every pool of --pools")
+    sim.add_argument("--params", metavar="JSON", default=None,
+                     help="with --calibrate: write the fitted parameters here; without: read "
+                     "them from here and predict without fitting (seconds)")
+    sim.add_argument("--initial", metavar="CSV", default=None,
+                     help="with --calibrate: the student's per-cell pass rates at the start "
+                     "(bench/initial_passrates.py), fitted too: they pin the pass-rate scale")
+    sim.add_argument("--pools", metavar="FILE", default=None,
+                     help="pools TOML file (the format of `paced study --pools`)")
+    sim.add_argument("--out", default=None, help="predictions CSV (default predictions.csv), "
+                     "each row stamped with the git commit")
+    sim.add_argument("--commit", default=None, help="commit to record (default: git HEAD)")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=_cmd_simulate)

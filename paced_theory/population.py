@@ -1,5 +1,10 @@
 """Item-response population simulator (docs/theory.md §4.3, M3; the model is ours).
 
+The loop's mechanisms -- pass rates of a given age from K samples or exact, the RL signal
+(M1 with the group baseline), forward KL through shared skills, forgetting as an assumption --
+and the calibration on uniform runs live in the cell-level simulator, cellsim.py (§10): it has
+cells, so it can be fitted to a run's per-cell curves, which this model cannot.
+
 Problems i have unit loadings a_i in R^dim and difficulties d_i; the student has ability
 theta, and its pass rate is p_i = sigmoid(<theta, a_i> - d_i). Three problem sets:
   train   (the distillation pool) -- loadings on the first dim-1 coordinates;

@@ -119,7 +119,7 @@ def _cmd_demo(args) -> int:
 def _cmd_study(args) -> int:
     from paced_train.config import load_config
     from paced_train.experiments.demo import demo_config_path
-    from paced_train.experiments.study import run_study
+    from paced_train.experiments.study import load_pools, run_study
 
     _at_least_one(args, "seeds", "jobs")
     cfg = load_config(args.config or demo_config_path(), list(args.overrides))
@@ -127,8 +127,9 @@ def _cmd_study(args) -> int:
     from paced_train.rundir import lock_dir
 
     with lock_dir(out):  # one study at a time in out (it reuses and resumes runs there)
+        pools = load_pools(args.pools) if args.pools else None
         summary = run_study(cfg, out, size=args.size, jobs=args.jobs, seeds=args.seeds,
-                            overwrite=args.overwrite_runs)
+                            overwrite=args.overwrite_runs, pools=pools)
     print((out / "table.md").read_text())
     print(f"wrote {out}/study.csv, table.md, phase.png, kernel_map.png ({summary['runs']} runs, "
           f"{summary['wall_s']:.0f} s)")
@@ -236,6 +237,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=None, help="override the size's seed count")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
     p.add_argument("--out", default="runs/study")
+    p.add_argument("--pools", metavar="FILE", default=None,
+                   help="pool definitions from a TOML file (top-level keys: pool names, each an "
+                   "array of section.key=value overrides; bench/results/calibration/pools.toml "
+                   "holds the built-in ones) instead of the built-in POOLS")
     p.add_argument("--overwrite-runs", action="store_true",
                    help="replace run directories that hold a run of another config")
     p.set_defaults(func=_cmd_study)

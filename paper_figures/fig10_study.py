@@ -2,18 +2,20 @@
 
 (a) Phase diagram: AUC ratio to uniform (same seeds, equal compute; 95 % paired t-interval
     over seeds) against the pool's measured hopeless share, for forward and reverse KL, with
-    the population simulator's prediction for the forward-KL pools (dashed; its forward
-    gradient model, paced_theory.population.predict_phase, at the measured shares).
+    the calibrated cell simulator's committed predictions (paced_theory/cellsim.py, fitted to
+    the uniform runs only; bench/results/calibration/predictions.csv): dashed with the
+    recorded study's stale pass-rate schedule, dotted with fresh pass rates.
 (b) Kernel map: AUC ratio to uniform over the Beta (a, b) grid on the demo pool, with the
     kernel fitted to the shipped student's measured SNR (the probe on the same cells) and
     the theory's forward-KL kernel (M2: (2, 2)) marked.
 
-    python -m paper_figures.fig10_study [--study-dir DIR] [--probe-dir DIR]
+    python -m paper_figures.fig10_study [--study-dir DIR] [--probe-dir DIR] [--predictions CSV]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -24,27 +26,30 @@ from paper_figures import style
 from paper_figures.runs import MissingData, main_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLLOUT_COST = 0.037
 
 
-def simulator_prediction(table: list[dict], seeds: int = 3) -> list[dict]:
-    """The simulator's AUC ratios at the forward pools' measured hopeless shares."""
-    from paced_theory.population import phase_summary, predict_phase
-
-    shares = sorted({round(t["hopeless_share"], 3) for t in table
-                     if t["loss"] == "forward" and t["hopeless_share"] is not None})
-    methods = {"paced": "beta", "hard": "hard", "floor": "beta+floor:1,1,0.05"}
-    # rollouts charged like the neural runs': about 9 % of a weighted method's compute
-    # (8 rollouts per drawn problem at cost c against an update cost of 3: 8c / (8c + 3))
-    rows = predict_phase(shares, methods=tuple(methods.values()), seeds=seeds,
-                         rollout_cost=ROLLOUT_COST)
-    summary = phase_summary(rows)
+def simulator_prediction(table: list[dict], path: Path) -> list[dict]:
+    """The calibrated cell simulator's committed predictions (bench/results/calibration/
+    predictions.csv, written before the reruns), at each pool's measured hopeless share:
+    dashed, the recorded study's stale pass-rate schedule; dotted, fresh pass rates (K = 8
+    every 50 steps: what the reruns will test)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    share = {(t["pool"], t["loss"]): t["hopeless_share"] for t in table
+             if t["arm"] == "uniform" and t["hopeless_share"] is not None}
     out = []
-    for arm, name in methods.items():
-        pts = sorted((r["hopeless_share"], r["ratio_mean"]) for r in summary
-                     if r["method"] == name)
-        out.append({"loss": "forward", "arm": arm, "x": [p[0] for p in pts],
-                    "y": [p[1] for p in pts]})
+    for loss in ("forward", "reverse"):
+        for arm in ("paced", "hard", "floor", "posterior"):
+            for sc, ls in (("stale", "--"), ("fresh", ":")):
+                pts = sorted((share[(r["pool"], loss)], float(r["auc_ratio"])) for r in rows
+                             if r["loss"] == loss and r["arm"] == arm and r["scenario"] == sc
+                             and (r["pool"], loss) in share)
+                if pts:
+                    out.append({"loss": loss, "arm": arm, "x": [p[0] for p in pts],
+                                "y": [p[1] for p in pts], "ls": ls, "marker": "x",
+                                "label": f"{arm} (simulator, {sc} pass rates)"})
     return out
 
 
@@ -52,6 +57,8 @@ def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--study-dir", default=str(ROOT / "bench/results/study"))
     ap.add_argument("--probe-dir", default=str(ROOT / "bench/results/snr_shipped"))
+    ap.add_argument("--predictions", default=str(ROOT / "bench/results/calibration/"
+                                                  "predictions.csv"))
     a = ap.parse_args(argv)
     path = Path(a.study_dir) / "study.csv"
     if not path.is_file():
@@ -61,7 +68,7 @@ def main(argv=None) -> Path:
     table = arm_table(rows)
     out = style.OUT
     out.mkdir(parents=True, exist_ok=True)
-    prediction = simulator_prediction(table)
+    prediction = simulator_prediction(table, Path(a.predictions))
     plot_phase(table, out / "fig10a_phase.png", prediction)
     marks = {"theory M2 (2, 2)": (2.0, 2.0)}
     probe = Path(a.probe_dir) / "probe.json"

@@ -24,8 +24,10 @@ kernel_map.png (compute to reach uniform's final accuracy over (a, b)).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,38 @@ POOLS: dict[str, list[str]] = {
     "hopeless+": ["data.add_digits=[2,3,4]", "data.add_counts=[300,1200,1200]",
                   "data.mul_digits=[2,3]", "data.mul_counts=[600,1200]"],
 }
+
+
+def load_pools(path: Path | str) -> dict[str, list[str]]:
+    """Pool definitions from a TOML file: top-level keys are pool names, each an array of
+    `section.key=value` override strings (like POOLS), e.g.
+        frontier = ["data.add_digits=[2,3]", "data.add_counts=[300,300]"]
+    A missing or unreadable file, a non-list value or an override that does not parse raises
+    ConfigError naming the file and the pool (key)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the pools file ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    if not data:
+        raise ConfigError(f"{path}: defines no pool; write e.g. "
+                          'frontier = ["data.add_digits=[2,3]", "data.add_counts=[300,300]"]')
+    base = RunConfig()
+    pools = {}
+    for name, over in data.items():
+        if not (isinstance(over, list) and all(isinstance(o, str) for o in over)):
+            raise ConfigError(f"{path}: pool '{name}' must be an array of 'section.key=value' "
+                              f"strings (got {over!r})")
+        try:
+            apply_overrides(base, over, source=str(path))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: pool '{name}': {e}") from None
+        pools[name] = list(over)
+    return pools
+
+
 KERNEL_GRID = [(a, b) for a in (0.5, 1.0, 2.0) for b in (0.5, 1.0, 2.0)]
 FLOOR = 0.05  # weight of a p_hat = 0 problem in the "floor" arm (Paced's peak weight is 0.25)
 FORWARD = "loss.schedule=forward"
@@ -100,21 +134,36 @@ SIZES = {
 }
 
 
-def study_groups(cfg: RunConfig, out: Path, size: StudySize) -> list[Group]:
-    """The groups of arms (one equal-compute comparison each) of a study of this size."""
-    unknown = [p for p in (*size.pools, size.kernel_pool, *size.reverse_pools) if p not in POOLS]
+def with_pools(size: StudySize, pools: dict[str, list[str]]) -> StudySize:
+    """The size applied to another set of pools (a --pools file): every pool of the file gets
+    the forward arms; the Beta grid goes to the size's kernel pool if the file has it (else to
+    the file's first pool); reverse KL to those of the size's reverse pools that the file has."""
+    names = tuple(pools)
+    kernel = size.kernel_pool if size.kernel_pool in pools else names[0]
+    return dataclasses.replace(size, pools=names, kernel_pool=kernel,
+                               reverse_pools=tuple(p for p in size.reverse_pools if p in pools))
+
+
+def study_groups(cfg: RunConfig, out: Path, size: StudySize,
+                 pools: dict[str, list[str]] | None = None) -> list[Group]:
+    """The groups of arms (one equal-compute comparison each) of a study of this size, over
+    POOLS or, given, another set of pools (load_pools; the size is adapted by with_pools)."""
+    if pools is not None:
+        size = with_pools(size, pools)
+    pools = POOLS if pools is None else pools
+    unknown = [p for p in (*size.pools, size.kernel_pool, *size.reverse_pools) if p not in pools]
     if unknown:
-        raise ConfigError(f"study: unknown pool(s) {unknown}; known: {', '.join(POOLS)}")
+        raise ConfigError(f"study: unknown pool(s) {unknown}; known: {', '.join(pools)}")
     groups = []
     for pool in size.pools:
         kernels = list(size.kernels) if pool == size.kernel_pool else [(1.0, 1.0)]
         # size overrides last: a quick study may shrink the pool's counts
-        over = POOLS[pool] + list(size.overrides)
+        over = pools[pool] + list(size.overrides)
         groups.append(Group(out / f"{pool}-forward", apply_overrides(cfg, over),
                             forward_arms(kernels)))
     for pool in size.reverse_pools:
         groups.append(Group(out / f"{pool}-reverse",
-                            apply_overrides(cfg, POOLS[pool] + list(size.overrides)),
+                            apply_overrides(cfg, pools[pool] + list(size.overrides)),
                             dict(REVERSE_ARMS)))
     return groups
 
@@ -179,8 +228,10 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int = 2,
-              seeds: int | None = None, overwrite: bool = False) -> dict:
-    """Run (or continue) a study; writes OUT/study.csv and the report; returns its summary."""
+              seeds: int | None = None, overwrite: bool = False,
+              pools: dict[str, list[str]] | None = None) -> dict:
+    """Run (or continue) a study; writes OUT/study.csv and the report; returns its summary.
+    pools: pool definitions (load_pools) instead of POOLS."""
     if size not in SIZES:
         raise ConfigError(f"study: unknown size {size!r}; choose from {', '.join(SIZES)}")
     out = Path(out)
@@ -189,12 +240,13 @@ def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int 
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be >= 1 (got {n_seeds})")
     t0 = time.time()
-    groups = study_groups(cfg, out, spec)
+    groups = study_groups(cfg, out, spec, pools=pools)
     runs = run_groups(groups, n_seeds, jobs, overwrite)
     rows = [r for g, rs in zip(groups, runs) for r in tidy_rows(g, rs)]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "study.csv")
-    summary = study_report(rows, out, kernel_pool=spec.kernel_pool)
+    kernel_pool = spec.kernel_pool if pools is None else with_pools(spec, pools).kernel_pool
+    summary = study_report(rows, out, kernel_pool=kernel_pool)
     summary.update(size=size, seeds=n_seeds, jobs=jobs, wall_s=round(time.time() - t0, 1),
                    runs=len(rows))
     (out / "study.json").write_text(json.dumps(strict_json(summary), indent=2,
@@ -290,8 +342,9 @@ def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = No
                         color=colors.get(arm, "#999999"))
         for p in prediction or []:
             if p["loss"] == loss:
-                ax.plot(p["x"], p["y"], ls="--", color=colors.get(p["arm"], "#999999"),
-                        label=f"{p['arm']} (simulator)")
+                ax.plot(p["x"], p["y"], ls=p.get("ls", "--"), marker=p.get("marker"),
+                        color=colors.get(p["arm"], "#999999"),
+                        label=p.get("label", f"{p['arm']} (simulator)"))
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set(xlabel="hopeless share of the pool at the start (p_hat = 0, K = 8)",
                ylabel="AUC ratio to uniform (same seeds)", title=f"{loss} KL")

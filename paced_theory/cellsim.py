@@ -1,0 +1,419 @@
+"""The loop's mechanisms in a cell-level, mean-field simulator, calibrated on uniform runs only
+(docs/theory.md §10; the model, its mechanisms and the calibration are ours).
+
+Why a second simulator. population.py's item-response model has random loadings and no cells,
+so it cannot be fitted to the per-cell learning curves a run records (add2, add3, mul2, ...).
+This one has one shared skill per cell, follows the expected (mean-field) update, and runs a
+600-step pool in milliseconds, so it can be fitted and then asked about every arm.
+
+State. Cell c has a shared skill theta_c (start 0). Its problems have difficulties
+d ~ Normal(dbar_c, s_c^2), represented by M quantile types d_cj = dbar_c + s_c z_j
+(z_j = Phi^-1((j - 1/2)/M)), each holding n_c / M of the cell's training problems, and a
+problem-specific memorisation u_cj (start 0; it moves only the training problems, never the
+held-out ones). A training problem's pass rate (temperature 1) is p = sigmoid(theta_c + u - d).
+Greedy held-out accuracy of the cell (ASSUMPTION: greedy decoding is right iff the sampled
+pass rate exceeds 1/2) is P(theta_c - d > 0) = Phi((theta_c - dbar_c) / s_c). The pool's
+held-out accuracy is the mean over its cells (n_eval_per_cell problems each, as the loop).
+
+One step t of learning rate eta_t (the loop's warmup + cosine schedule in compute):
+  weights     c_j = n_j E[w_j] / sum_k n_k E[w_k]  (normalise = "sum": the step's total weight
+              is 1 whatever the weighting, so a weighting only moves it between problems;
+              the "kept" sampler draws among w > 0 and changes nothing in expectation).
+              E[w_j] reads the pass-rate TABLE, not the current p (mechanism a):
+                rates = "exact": w(p_ref), p_ref = p at the last refresh;
+                rates = "K":     E over k ~ Binomial(K, p_ref) of the estimator's w(k, K)
+                                 (paced_theory.kernels.estimate_weight; hard: 1 if 0 < k < K).
+              The table is refreshed at step 0 and then every refresh_every steps
+              (refresh_every = 1 with exact rates is "exact pass rates"), or at the given
+              fractions of the run (refresh_fracs: the recorded study's stale schedule).
+  signal      e_j, the expected gain of problem j's step along its cell's skill, per unit
+              weight:
+                mode "forward", shared = True (mechanism c): e = (1 - p)(r_c^gamma + lam), r_c
+                  the cell's mean training pass rate (its readiness). The teacher's reference
+                  is a target whatever the student's p, so a problem moves the shared skill by
+                  its gap 1 - p times how ready the SKILL is, not the problem: a p = 0 problem
+                  of a cell that is clicking teaches as much as any (more: its gap is
+                  larger), and held-out problems of the cell improve with it. The readiness
+                  factor makes a cell's learning self-accelerating (the measured "click").
+                mode "forward", shared = False: e = (1 - p)(p^gamma + lam), M2's mean with the
+                  constant floor lam (population.forward_moments' s(p), the old model): the
+                  engagement is the problem's own.
+                mode "reverse": e = (1 - p)(p^gamma + lam): learning from the student's own
+                  samples needs the student to sample near the answer (ASSUMPTION).
+                mode "rl": e = Delta (K - 1)/K p (1 - p): M1 exactly (binary reward, group-
+                  mean baseline of K rollouts; models.m1_symbolic with baseline="group_mean":
+                  s = Delta E[X]/K, E[X] = (K - 1) p (1 - p)). Zero at p = 0 and p = 1.
+  update      theta_c += eta_t (G_c + tau sum_{c' != c, same skill family} G_c'),
+              G_c = kappa_c sum_{j in c} c_j e_j (tau: transfer between the cells of one skill,
+              add2/add3/add4 or mul2/mul3 -- a shared skill across cells, fitted)
+              u_j     += eta_t mu c_j e_j N / n_j      (memorisation: a problem's own share)
+              forgetting (mechanism d, an ASSUMPTION as in population.py): every cell and the
+              retention skill lose eta_t phi sum_{j not in that cell} c_j (1 - p_j): training
+              far from solved on other cells disturbs a skill.
+Compute. A weighted arm spends rollout_share of the uniform run's compute on pass rates
+(charged; measured ~0.09 in the recorded study), so it gets round(steps (1 - rollout_share))
+update steps; its evaluations sit at the same fractions of the compute budget.
+
+Parameters. Per cell: dbar_c, s_c (difficulty; initial accuracy Phi(-dbar_c / s_c)), kappa_c
+(learnability of the shared skill, one per loss). Global: phi (forgetting), the retention
+skill's start ret0 (Phi(-ret0) = retention accuracy), gamma and lam (engagement), tau
+(transfer within a skill family), mu
+(memorisation; 0 by default: not identifiable from held-out curves). calibrate() fits dbar,
+s, kappa, phi, ret0, gamma, lam, tau to uniform
+runs' per-cell curves (least squares over every evaluation of every run), and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import expit, ndtr, ndtri
+from scipy.stats import binom
+
+from paced_theory.errors import InputError
+from paced_theory.kernels import estimate_weight
+
+MODES = ("forward", "reverse", "rl")
+RATES = ("exact", "K")
+WEIGHTINGS = ("uniform", "hard", "beta")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A weighting as the loop's weights section: method uniform | hard | beta (Paced's Beta
+    kernel p^alpha (1-p)^beta), estimator plugin | posterior | unbiased, floor (weight of a
+    p_hat = 0 problem, beta only)."""
+    weighting: str = "uniform"
+    alpha: float = 1.0
+    beta: float = 1.0
+    estimator: str = "plugin"
+    floor: float = 0.0
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"arm: weighting must be one of {WEIGHTINGS} (got "
+                             f"{self.weighting!r})")
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The loop's schedule and the switches of the mechanisms (module docstring)."""
+    mode: str = "forward"
+    shared: bool = True              # mechanism (c); False: the problem's own engagement
+    Delta: float = 1.0               # rl mode: reward scale
+    rates: str = "K"                 # mechanism (a): "exact" or "K" samples
+    K: int = 8
+    refresh_every: int = 50          # steps between refreshes (0: only at step 0)
+    refresh_fracs: tuple[float, ...] | None = None  # or at these fractions of the run
+    forgetting: bool = True          # mechanism (d)
+    steps: int = 600
+    warmup: int = 30
+    min_lr_frac: float = 0.1
+    rollout_share: float = 0.0       # weighted arms: share of compute spent on pass rates
+    evals: int = 10                  # evaluations at every 1/evals of the compute
+    chunk: int = 5                   # steps integrated together (mean field; speed)
+    quantiles: int = 24
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise InputError(f"loop: mode must be one of {MODES} (got {self.mode!r})")
+        if self.rates not in RATES:
+            raise InputError(f"loop: rates must be one of {RATES} (got {self.rates!r})")
+        if self.K < 1 or self.steps < 1 or self.chunk < 1 or self.quantiles < 2:
+            raise InputError("loop: K, steps, chunk must be >= 1 and quantiles >= 2")
+        if not 0 <= self.rollout_share < 1:
+            raise InputError("loop: rollout_share must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Calibrated parameters: per cell {name: value} and the global ones."""
+    dbar: dict = field(default_factory=dict)
+    spread: dict = field(default_factory=dict)
+    kappa: dict = field(default_factory=dict)        # forward KL
+    kappa_rev: dict = field(default_factory=dict)    # reverse KL (and rl, uncalibrated)
+    phi: float = 0.0
+    ret0: float = -1.0
+    tau: float = 0.0                                 # transfer within a skill family
+    gamma: float = 1.0                               # engagement exponent
+    lam: float = 0.5                                 # engagement floor
+    mu: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> Params:
+        known = {f.name for f in dataclasses.fields(Params)}
+        bad = [k for k in d if k not in known]
+        if bad:
+            raise InputError(f"calibration: unknown key(s) {bad}; known: {sorted(known)}")
+        return Params(**d)
+
+
+def weighting_value(w, a, m, mu, B: int = 1, L: float = 1.0) -> float:
+    """docs/theory.md §10.1 (ours): the expected held-out decrease of one step at the best step
+    size, V(w) = B (E_mu[w a])^2 / (2 L E_mu[w^2 m]), for problems of alignment a, second
+    moment m and probabilities mu (noise-dominated regime). Maximised by w = a/m (for a >= 0),
+    where it equals B E_mu[a^2/m] / (2L)."""
+    w, a, m, mu = (np.asarray(x, float) for x in (w, a, m, mu))
+    den = float(np.sum(mu * w**2 * m))
+    return 0.0 if den == 0 else B * float(np.sum(mu * w * a)) ** 2 / (2 * L * den)
+
+
+def lr_factor(frac: np.ndarray, cfg: Loop) -> np.ndarray:
+    """The loop's schedule in compute fraction: linear warmup over warmup/steps, then cosine
+    from 1 to min_lr_frac (paced_train's optim.schedule = "cosine")."""
+    w = cfg.warmup / cfg.steps
+    frac = np.asarray(frac, float)
+    cos = cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (
+        1 + np.cos(np.pi * np.clip((frac - w) / max(1 - w, 1e-12), 0, 1)))
+    return np.where(frac < w, (frac + 1e-12) / max(w, 1e-12), cos)
+
+
+def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
+    """E[w] of problems of pass rate p read from the table (module docstring)."""
+    p = np.clip(np.asarray(p, float), 0.0, 1.0)
+    if arm.weighting == "uniform":
+        return np.ones_like(p)
+    if cfg.rates == "exact":
+        if arm.weighting == "hard":
+            return ((p > 0) & (p < 1)).astype(float)
+        w = p ** arm.alpha * (1 - p) ** arm.beta
+        return np.where(p == 0, np.maximum(w, arm.floor), w)
+    k = np.arange(cfg.K + 1)
+    pmf = binom.pmf(k[None, :], cfg.K, p[:, None])           # (n, K+1)
+    if arm.weighting == "hard":
+        wk = ((k > 0) & (k < cfg.K)).astype(float)
+    else:
+        wk = np.asarray(estimate_weight(k, cfg.K, arm.alpha, arm.beta,
+                                        estimator=arm.estimator), float)
+        if arm.floor > 0:
+            wk = wk.copy()
+            wk[0] = max(wk[0], arm.floor)
+    return pmf @ wk
+
+
+def signal(p: np.ndarray, cfg: Loop, gamma: float = 1.0, lam: float = 0.5,
+           readiness=None) -> np.ndarray:
+    """e(p): expected skill gain per unit weight of a problem of pass rate p (docstring);
+    readiness: the cell's mean training pass rate (forward, shared = True; broadcast)."""
+    p = np.asarray(p, float)
+    if cfg.mode == "rl":
+        return cfg.Delta * (cfg.K - 1) / cfg.K * p * (1 - p)
+    if cfg.mode == "forward" and cfg.shared:
+        if readiness is None:
+            raise InputError("signal: forward mode with shared skills needs the cell's readiness")
+        return (1 - p) * (np.asarray(readiness, float) ** gamma + lam)
+    return (1 - p) * (p ** gamma + lam)
+
+
+def _refresh_steps(cfg: Loop, n_steps: int) -> set[int]:
+    if cfg.refresh_fracs is not None:
+        return {int(round(f * n_steps)) for f in cfg.refresh_fracs} | {0}
+    if cfg.refresh_every <= 0:
+        return {0}
+    return set(range(0, n_steps, cfg.refresh_every))
+
+
+def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
+                  cfg: Loop = Loop()) -> dict:
+    """One run of a pool {cell: training problems} under an arm: the held-out accuracy per
+    cell at every evaluation (compute fractions 0, 1/evals, ..., 1), the pool's accuracy
+    (mean over cells), the retention accuracy, and the AUC (mean accuracy over the budget,
+    trapezoids between evaluations, as paced_train's curve_auc)."""
+    cells = list(counts)
+    missing = [c for c in cells if c not in params.dbar or c not in params.spread
+               or c not in _kappas(params, cfg)]
+    if missing:
+        raise InputError(f"simulate_pool: no calibrated parameters for cell(s) {missing} "
+                         f"(calibrated: {sorted(params.dbar)}); calibrate on uniform runs "
+                         "that contain them")
+    M = cfg.quantiles
+    z = ndtri((np.arange(M) + 0.5) / M)
+    C = len(cells)
+    dbar = np.array([params.dbar[c] for c in cells])
+    spread = np.array([params.spread[c] for c in cells])
+    kappa = np.array([_kappas(params, cfg)[c] for c in cells])
+    d = dbar[:, None] + spread[:, None] * z[None, :]            # (C, M)
+    n = np.array([float(counts[c]) for c in cells])[:, None] / M * np.ones((1, M))
+    N = n.sum()
+    theta = np.zeros(C)
+    fam = [c.rstrip("0123456789") for c in cells]
+    family = np.array([[float(a == b) for b in fam] for a in fam])
+    u = np.zeros((C, M))
+    ret = 0.0
+    weighted = arm.weighting != "uniform"
+    n_steps = max(1, int(round(cfg.steps * (1 - (cfg.rollout_share if weighted else 0.0)))))
+    refresh = _refresh_steps(cfg, n_steps) if weighted else {0}
+    evals = {int(round(k * n_steps / cfg.evals)): k for k in range(1, cfg.evals + 1)}
+    rows = [_eval(0.0, theta, d, ret, params, cells)]
+    Ew = np.ones((C, M))
+    step = 0
+    while step < n_steps:
+        h = min(cfg.chunk, n_steps - step)
+        nxt = [s for s in list(refresh) + list(evals) if step < s < step + h]
+        if nxt:
+            h = min(nxt) - step
+        p = expit(theta[:, None] + u - d)
+        if step in refresh and weighted:
+            Ew = expected_weight(p.ravel(), arm, cfg).reshape(C, M)
+        mass = n * Ew
+        tot = mass.sum()
+        if tot > 0:
+            cw = mass / tot
+            # frac of the update steps at the chunk's midpoint; the lr schedule is in compute,
+            # and a weighted arm's steps span the compute left after its pass rates
+            frac = (step + h / 2) / n_steps
+            eta = float(lr_factor(frac, cfg)) * h
+            e = signal(p, cfg, params.gamma, params.lam, p.mean(1, keepdims=True))
+            gain = kappa * (cw * e).sum(1)
+            theta = theta + eta * (gain + params.tau * (family @ gain - gain))
+            if params.mu > 0:
+                u = u + eta * params.mu * cw * e * N / n
+            if cfg.forgetting and params.phi > 0:
+                gap = (cw * (1 - p)).sum(1)
+                theta = theta - eta * params.phi * (gap.sum() - gap)
+                ret = ret - eta * params.phi * gap.sum()
+        step += h
+        if step in evals:
+            rows.append(_eval(evals[step] / cfg.evals, theta, d, ret, params, cells))
+    x = np.array([r["frac"] for r in rows])
+    y = np.array([r["acc"] for r in rows])
+    auc = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+    return {"cells": cells, "curve": rows, "auc": auc, "final_acc": float(y[-1]),
+            "steps": n_steps}
+
+
+def _kappas(params: Params, cfg: Loop) -> dict:
+    return params.kappa if cfg.mode == "forward" else params.kappa_rev
+
+
+def _eval(frac, theta, d, ret, params, cells) -> dict:
+    """Greedy accuracy per cell (the quantile types' share with theta - d > 0, smoothed: the
+    exact normal probability), the pool's, and the mean sampled pass rate of the held-out
+    problems (paced_train's mean@k at temperature 1)."""
+    M = d.shape[1]
+    z = ndtri((np.arange(M) + 0.5) / M)
+    dbar, spread = d.mean(1), (d[:, -1] - d[:, 0]) / (z[-1] - z[0])
+    acc = ndtr((theta - dbar) / spread)
+    return {"frac": float(frac), "acc": float(acc.mean()),
+            "pass_rate": float(expit(theta[:, None] - d).mean()),
+            "retention": float(ndtr(ret - params.ret0)),
+            **{f"acc_{c}": float(a) for c, a in zip(cells, acc)}}
+
+
+# ------------------------------------------------------------------------------- calibration
+def _pack(cells, loss_cells):
+    names = [("dbar", c) for c in cells] + [("spread", c) for c in cells]
+    names += [("kappa", c) for c in loss_cells["forward"]]
+    names += [("kappa_rev", c) for c in loss_cells["reverse"]]
+    names += [("phi", None), ("ret0", None), ("gamma", None), ("lam", None), ("tau", None)]
+    return names
+
+
+def _params_from(x, names, mu: float) -> Params:
+    d: dict = {"dbar": {}, "spread": {}, "kappa": {}, "kappa_rev": {}}
+    glob = {}
+    for (k, c), v in zip(names, x):
+        if c is None:
+            glob[k] = float(v)
+        else:
+            d[k][c] = float(v)
+    return Params(**d, mu=mu, **glob)
+
+
+def initial_rates(params: Params, cell: str, K: int = 8, M: int = 24) -> dict:
+    """The model's pass rates of a cell at the start (theta = 0): mean p, and the expected
+    shares of p_hat = 0 and p_hat = 1 at K rollouts, mean (1-p)^K and mean p^K."""
+    z = ndtri((np.arange(M) + 0.5) / M)
+    p = expit(-(params.dbar[cell] + params.spread[cell] * z))
+    return {"mean_p_hat": float(p.mean()), "share_0": float(np.mean((1 - p) ** K)),
+            "share_1": float(np.mean(p ** K))}
+
+
+def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
+              init: Params | None = None, max_nfev: int = 60,
+              initial: dict | None = None, initial_weight: float = 3.0) -> tuple[Params, dict]:
+    """Least-squares fit of Params to uniform runs' per-cell curves (ours).
+
+    runs: one dict per (pool, loss) group of uniform runs: {"counts": {cell: n},
+    "loss": "forward" | "reverse", "frac": [...], "acc": {cell: [[seed values per eval]...]},
+    "retention": [[...]], "mean_at_k": [[...]] (optional)} -- measured held-out greedy
+    accuracy per cell at the compute fractions `frac` (one list per evaluation: every seed's
+    value), retention accuracy, and the mean sampled pass rate of the held-out set (it pins
+    the pass-rate scale that the weights read; greedy accuracy alone does not). The residuals
+    are model minus every seed's value; the fit uses only uniform runs (that is the point:
+    weighted arms are then predictions). initial: {cell: {"mean_p_hat", "share_0", "share_1",
+    "K"}}, the student's pass rates per cell at the start (bench/initial_passrates.py: no run
+    of any arm), fitted by initial_rates with weight initial_weight. Returns (params, info):
+    info has the rmse and the number of residuals."""
+    from scipy.optimize import least_squares
+
+    cells = sorted({c for r in runs for c in r["counts"]})
+    loss_cells = {ls: sorted({c for r in runs if r["loss"] == ls for c in r["counts"]})
+                  for ls in ("forward", "reverse")}
+    names = _pack(cells, loss_cells)
+    # starting point: each cell's initial accuracy gives dbar / spread
+    x0, lo, hi = [], [], []
+    for k, c in names:
+        if init is not None:
+            v = getattr(init, k) if c is None else getattr(init, k).get(c)
+        else:
+            v = None
+        if k == "dbar":
+            a0 = np.mean([np.mean(r["acc"][c][0]) for r in runs if c in r["acc"]])
+            v = v if v is not None else -ndtri(np.clip(a0, 0.02, 0.98))
+            lo.append(-12), hi.append(12)
+        elif k == "spread":
+            v = v if v is not None else 1.0
+            lo.append(0.2), hi.append(8)
+        elif k in ("kappa", "kappa_rev"):
+            v = v if v is not None else 0.01
+            lo.append(0.0), hi.append(1.0)
+        elif k == "phi":
+            v = v if v is not None else 0.001
+            lo.append(0.0), hi.append(0.2)
+        elif k == "gamma":
+            v = v if v is not None else 1.0
+            lo.append(0.0), hi.append(4.0)
+        elif k == "tau":
+            v = v if v is not None else 0.2
+            lo.append(0.0), hi.append(2.0)
+        elif k == "lam":
+            v = v if v is not None else 0.3
+            lo.append(0.0), hi.append(3.0)
+        else:  # ret0
+            r0 = np.mean([np.mean(r["retention"][0]) for r in runs])
+            v = v if v is not None else -ndtri(np.clip(r0, 0.02, 0.98))
+            lo.append(-6), hi.append(6)
+        x0.append(float(np.clip(v, lo[-1], hi[-1])))
+
+    def residuals(x):
+        params = _params_from(x, names, mu)
+        res = []
+        for r in runs:
+            c2 = dataclasses.replace(cfg, mode=r["loss"] if r["loss"] != "forward" else "forward")
+            sim = simulate_pool(r["counts"], params, Arm(), dataclasses.replace(
+                c2, evals=len(r["frac"]) - 1))
+            for i, row in enumerate(sim["curve"]):
+                for c in r["counts"]:
+                    res.extend(row[f"acc_{c}"] - np.asarray(r["acc"][c][i], float))
+                res.extend(row["retention"] - np.asarray(r["retention"][i], float))
+                if r.get("mean_at_k") is not None:
+                    res.extend(row["pass_rate"] - np.asarray(r["mean_at_k"][i], float))
+        for c, m in (initial or {}).items():
+            if c in cells:
+                got = initial_rates(params, c, int(m.get("K", 8)), cfg.quantiles)
+                res.extend(initial_weight * (got[k] - float(m[k]))
+                           for k in ("mean_p_hat", "share_0", "share_1"))
+        return np.array(res)
+
+    sol = least_squares(residuals, np.array(x0), bounds=(lo, hi), max_nfev=max_nfev,
+                        diff_step=1e-3, x_scale="jac")
+    params = _params_from(sol.x, names, mu)
+    return params, {"rmse": float(math.sqrt(np.mean(sol.fun ** 2))), "residuals": len(sol.fun),
+                    "nfev": int(sol.nfev)}
