@@ -14,8 +14,8 @@ from paced_train.loop.ledger import eval_curve
 # Okabe-Ito, colour-blind safe
 PALETTE = {"uniform": "#000000", "hard": "#E69F00", "paced": "#0072B2", "akl": "#009E73",
            "two-stage": "#D55E00", "reverse": "#CC79A7", "uniform-reverse": "#56B4E9"}
-AXES = {"flops": "total FLOPs (pass-rate estimation included)",
-        "train_flops": "training FLOPs (pass-rate estimation excluded)"}
+AXES = {"flops": "total FLOPs (estimation incl.)",
+        "train_flops": "training FLOPs (estimation excl.)"}
 
 
 def pm(x, fmt: str = "{:.3f}") -> str:

@@ -25,8 +25,8 @@ def test_recorded_tables_are_the_scripts_tables_of_the_recorded_json():
     md = (RECORDED / "lr_sweep.md").read_text()
     assert bench.table(results) in md and bench.best_lr_table(results) in md
     assert list(results) == ["1e-3", "3e-3", "6e-3", "1e-2"]
-    demo = json.loads((ROOT / "bench/results/demo/comparison.json").read_text())
-    # the 3e-3 arm is the demo rerun: the same per-seed final accuracies
+    demo = json.loads((ROOT / "bench/results/demo_stale_2026-12-03/comparison.json").read_text())
+    # the 3e-3 arm is the (pre-issue-17) demo rerun: the same per-seed final accuracies
     for m in ("uniform", "hard", "paced", "akl"):
         assert results["3e-3"]["methods"][m]["per_seed"]["final_acc"] == \
             demo["methods"][m]["per_seed"]["final_acc"], m
