@@ -27,6 +27,7 @@ from paced_train.config import METHOD_OVERRIDES, apply_overrides, load_config
 from paced_train.experiments.compare import Group, run_groups, summarise
 from paced_train.experiments.demo import QUICK, demo_config_path
 from paced_train.experiments.report import ci, pm
+from paced_train.experiments.study import POOLS
 from paced_train.rundir import lock_dir
 
 # The pre-issue-17 demo policy (bench/passrate_freshness.py's "paced-old": K = 8 rollouts,
@@ -43,13 +44,25 @@ ARMS_A = {
     "akl": METHOD_OVERRIDES["akl"],
 }
 ARMS_B = {m: METHOD_OVERRIDES[m] for m in ("uniform", "hard", "paced", "akl")}
-GROUPS = {"A": ("lr 3e-3 (the demo)", [], ARMS_A), "B": ("lr 6e-3", ["optim.lr=6e-3"], ARMS_B)}
+FWD = {m: METHOD_OVERRIDES[m] for m in ("uniform", "paced")}
+REV = {m: METHOD_OVERRIDES[m] for m in ("uniform-reverse", "reverse")}
+GROUPS = {"A": ("lr 3e-3 (the demo)", [], ARMS_A), "B": ("lr 6e-3", ["optim.lr=6e-3"], ARMS_B),
+          # group C (PLAN.md addendum): the study's other pools, forward and reverse KL
+          "C-frontier": ("frontier pool, forward KL", POOLS["frontier"], FWD),
+          "C-hopeless": ("hopeless pool, forward KL", POOLS["hopeless"], FWD),
+          "C-hopeless+": ("hopeless+ pool, forward KL", POOLS["hopeless+"], FWD),
+          "C-frontier-rev": ("frontier pool, reverse KL", POOLS["frontier"], REV),
+          "C-hopeless-rev": ("hopeless pool, reverse KL", POOLS["hopeless"], REV)}
 # (group, arm, against): the plan's comparisons H1-H9, in its order
 COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
                ("A", "two-stage", "uniform"), ("A", "hard", "uniform"),
                ("A", "akl", "uniform"), ("A", "paced-binomial", "paced-stale"),
                ("A", "paced", "paced-binomial"), ("A", "paced-stale", "uniform"),
-               ("B", "paced", "uniform"), ("B", "hard", "uniform"), ("B", "akl", "uniform")]
+               ("B", "paced", "uniform"), ("B", "hard", "uniform"), ("B", "akl", "uniform"),
+               ("C-frontier", "paced", "uniform"), ("C-hopeless", "paced", "uniform"),
+               ("C-hopeless+", "paced", "uniform"),
+               ("C-frontier-rev", "reverse", "uniform-reverse"),
+               ("C-hopeless-rev", "reverse", "uniform-reverse")]
 AGE_LIMIT = 60       # steps: the plan's freshness check (10 % of the 600-step budget)
 SHARE_LIMIT = 0.10   # estimation's share of FLOPs
 
@@ -73,7 +86,7 @@ def checks(results: dict[str, dict]) -> list[str]:
     """The plan's sanity checks, as lines: uniform learns; fresh arms' ages and shares."""
     lines = []
     for g, res in results.items():
-        u = res["methods"]["uniform"]["per_seed"]
+        u = res["methods"][res["baseline"]]["per_seed"]
         gain = paired(u["final_acc"], u["start_acc"])
         lines.append(f"- group {g}: uniform's gain over the start {ci(gain)} "
                      f"({'learns' if gain['verdict'] == 'better' else 'DOES NOT LEARN'}).")
@@ -120,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--groups", default="A", help="comma-separated: A (lr 3e-3), B (lr 6e-3)")
+    ap.add_argument("--groups", default="A", help="comma-separated: A (lr 3e-3), B (lr 6e-3), "
+                    "C-frontier, C-hopeless, C-hopeless+, C-frontier-rev, C-hopeless-rev, or "
+                    "C (all five)")
     ap.add_argument("--a-dir", default="runs/demo10/compare",
                     help="group A's runs (default: the 10-seed demo's, reused)")
     ap.add_argument("--out", default="runs/verdict")
@@ -128,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     base = load_config(demo_config_path(), ["run.progress=false"] + (QUICK if a.quick else []))
     names = [g.strip() for g in a.groups.split(",") if g.strip()]
+    names = [n for g in names for n in ([k for k in GROUPS if k.startswith("C-")]
+                                        if g == "C" else [g])]
     out = Path(a.out)
     groups = [Group(Path(a.a_dir) if g == "A" else out / g,
                     apply_overrides(base, GROUPS[g][1]), GROUPS[g][2]) for g in names]
