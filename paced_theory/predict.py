@@ -97,24 +97,32 @@ def pool_counts(path, name: str, overrides: list[str]) -> dict[str, float]:
     return counts
 
 
-def read_pools(path) -> dict[str, dict[str, float]]:
-    """{pool: {cell: count}} from a pools TOML file (module docstring)."""
+def pool_overrides(path, error: type[Exception] = InputError) -> dict[str, list[str]]:
+    """{pool: [section.key=value, ...]} from a pools TOML file: the one reader of the format,
+    shared with `paced study --pools` (which also applies the overrides to a config). A
+    missing or invalid file, an empty one, or a pool that is not an array of strings raises
+    `error`, naming the file and the pool."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except OSError as e:
-        raise InputError(f"{path}: cannot read the pools file ({e.strerror})") from None
+        raise error(f"{path}: cannot read the pools file ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML ({e})") from None
-    out = {}
+        raise error(f"{path}: not valid TOML ({e})") from None
+    if not data:
+        raise error(f"{path}: defines no pool; write e.g. "
+                    'frontier = ["data.add_digits=[2,3]", "data.add_counts=[300,300]"]')
     for name, over in data.items():
         if not (isinstance(over, list) and all(isinstance(o, str) for o in over)):
-            raise InputError(f"{path}: pool '{name}' must be an array of 'section.key=value' "
-                             "strings")
-        out[name] = pool_counts(path, name, over)
-    if not out:
-        raise InputError(f"{path}: defines no pool")
-    return out
+            raise error(f"{path}: pool '{name}' must be an array of 'section.key=value' "
+                        f"strings (got {over!r})")
+    return {name: list(over) for name, over in data.items()}
+
+
+def read_pools(path) -> dict[str, dict[str, float]]:
+    """{pool: {cell: count}} from a pools TOML file (module docstring)."""
+    return {name: pool_counts(path, name, over)
+            for name, over in pool_overrides(path).items()}
 
 
 def read_curves(path) -> list[dict]:

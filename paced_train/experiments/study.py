@@ -27,7 +27,6 @@ import csv
 import dataclasses
 import json
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,27 +58,15 @@ def load_pools(path: Path | str) -> dict[str, list[str]]:
         frontier = ["data.add_digits=[2,3]", "data.add_counts=[300,300]"]
     A missing or unreadable file, a non-list value or an override that does not parse raises
     ConfigError naming the file and the pool (key)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the pools file ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    if not data:
-        raise ConfigError(f"{path}: defines no pool; write e.g. "
-                          'frontier = ["data.add_digits=[2,3]", "data.add_counts=[300,300]"]')
+    from paced_theory.predict import pool_overrides
+
+    pools = pool_overrides(path, ConfigError)
     base = RunConfig()
-    pools = {}
-    for name, over in data.items():
-        if not (isinstance(over, list) and all(isinstance(o, str) for o in over)):
-            raise ConfigError(f"{path}: pool '{name}' must be an array of 'section.key=value' "
-                              f"strings (got {over!r})")
+    for name, over in pools.items():
         try:
             apply_overrides(base, over, source=str(path))
         except ConfigError as e:
             raise ConfigError(f"{path}: pool '{name}': {e}") from None
-        pools[name] = list(over)
     return pools
 
 
