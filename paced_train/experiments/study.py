@@ -308,7 +308,7 @@ def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = No
     from paced_train.experiments.report import PALETTE
 
     losses = sorted({t["loss"] for t in table})
-    fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 5.0), squeeze=False)
     colors = {**PALETTE, "floor": "#56B4E9", "posterior": "#CC79A7"}
     for ax, loss in zip(axes[0], losses):
         for arm in ("paced", "hard", "floor", "posterior"):
@@ -335,7 +335,7 @@ def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = No
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set(xlabel="hopeless share of the pool at the start (p_hat = 0, K = 8)",
                ylabel="AUC ratio to uniform (same seeds)", title=f"{loss} KL")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.suptitle("Where weighting pays: above 1, the method beats uniform at equal compute")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
