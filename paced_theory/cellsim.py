@@ -307,6 +307,13 @@ def _eval(frac, theta, d, ret, params, cells) -> dict:
 
 
 # ------------------------------------------------------------------------------- calibration
+# parameter: (starting value when none is given, lower bound, upper bound) of the fit;
+# dbar and ret0 start from the runs' first evaluation instead (calibrate)
+FIT_BOUNDS = {"dbar": (None, -12, 12), "spread": (1.0, 0.2, 8), "kappa": (0.01, 0.0, 1.0),
+              "kappa_rev": (0.01, 0.0, 1.0), "phi": (0.001, 0.0, 0.2), "gamma": (1.0, 0.0, 4.0),
+              "tau": (0.2, 0.0, 2.0), "lam": (0.3, 0.0, 3.0), "ret0": (None, -6, 6)}
+
+
 def _pack(cells, loss_cells):
     names = [("dbar", c) for c in cells] + [("spread", c) for c in cells]
     names += [("kappa", c) for c in loss_cells["forward"]]
@@ -364,32 +371,13 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
             v = getattr(init, k) if c is None else getattr(init, k).get(c)
         else:
             v = None
-        if k == "dbar":
-            a0 = np.mean([np.mean(r["acc"][c][0]) for r in runs if c in r["acc"]])
-            v = v if v is not None else -ndtri(np.clip(a0, 0.02, 0.98))
-            lo.append(-12), hi.append(12)
-        elif k == "spread":
-            v = v if v is not None else 1.0
-            lo.append(0.2), hi.append(8)
-        elif k in ("kappa", "kappa_rev"):
-            v = v if v is not None else 0.01
-            lo.append(0.0), hi.append(1.0)
-        elif k == "phi":
-            v = v if v is not None else 0.001
-            lo.append(0.0), hi.append(0.2)
-        elif k == "gamma":
-            v = v if v is not None else 1.0
-            lo.append(0.0), hi.append(4.0)
-        elif k == "tau":
-            v = v if v is not None else 0.2
-            lo.append(0.0), hi.append(2.0)
-        elif k == "lam":
-            v = v if v is not None else 0.3
-            lo.append(0.0), hi.append(3.0)
-        else:  # ret0
-            r0 = np.mean([np.mean(r["retention"][0]) for r in runs])
-            v = v if v is not None else -ndtri(np.clip(r0, 0.02, 0.98))
-            lo.append(-6), hi.append(6)
+        if v is None and k in ("dbar", "ret0"):  # from the first evaluation: acc = Phi(-d)
+            first = ([np.mean(r["acc"][c][0]) for r in runs if c in r["acc"]] if k == "dbar"
+                     else [np.mean(r["retention"][0]) for r in runs])
+            v = -ndtri(np.clip(np.mean(first), 0.02, 0.98))
+        default, low, high = FIT_BOUNDS[k]
+        v = default if v is None else v
+        lo.append(low), hi.append(high)
         x0.append(float(np.clip(v, lo[-1], hi[-1])))
 
     def residuals(x):

@@ -125,18 +125,24 @@ def read_pools(path) -> dict[str, dict[str, float]]:
             for name, over in pool_overrides(path).items()}
 
 
-def read_curves(path) -> list[dict]:
+def _read_csv(path, need: set[str], what: str, hint: str = "") -> list[dict]:
+    """The rows of a CSV file that must have the columns `need` (InputError naming the file
+    otherwise)."""
     path = Path(path)
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise InputError(f"{path}: cannot read the curves file ({e.strerror})") from None
-    need = {"pool", "loss", "seed", "step", "retention"}
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
     if not rows or need - set(rows[0]):
-        raise InputError(f"{path}: needs columns {sorted(need)} and acc_<cell> "
-                         f"(missing {sorted(need - set(rows[0] if rows else {}))})")
+        missing = sorted(need - set(rows[0] if rows else {}))
+        raise InputError(f"{path}: needs columns {sorted(need)}{hint} (missing {missing})")
     return rows
+
+
+def read_curves(path) -> list[dict]:
+    return _read_csv(path, {"pool", "loss", "seed", "step", "retention"}, "curves file",
+                     " and acc_<cell>")
 
 
 def calibration_runs(curves: list[dict], pools: dict[str, dict[str, float]]) -> list[dict]:
@@ -167,15 +173,8 @@ def calibration_runs(curves: list[dict], pools: dict[str, dict[str, float]]) -> 
 
 def read_initial(path) -> dict:
     """{cell: {"mean_p_hat", "share_0", "share_1", "K"}} from bench/initial_passrates.py's CSV."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the initial pass rates ({e.strerror})") from None
     need = {"cell", "K", "mean_p_hat", "share_0", "share_1"}
-    if not rows or need - set(rows[0]):
-        raise InputError(f"{path}: needs columns {sorted(need)}")
+    rows = _read_csv(path, need, "initial pass rates")
     return {r["cell"]: {k: float(r[k]) for k in need - {"cell"}} for r in rows}
 
 

@@ -68,12 +68,6 @@ class PassRateTable:
     def refresh(self, ids, successes, rollouts, step: int) -> None:
         """Replace the counts of `ids` with c = successes out of n = rollouts fresh samples
         (one number for all, or one per id)."""
-        idx, c = self._idx(ids), np.asarray(successes, dtype=np.int64)
-        n = np.broadcast_to(np.asarray(rollouts, dtype=np.int64), idx.shape)
-        if c.shape != idx.shape or (n < 1).any() or (c < 0).any() or (c > n).any():
-            top = int(n.max()) if n.size else 0
-            raise InputError(f"refresh: need one success count in [0, {top}] (the rollouts) "
-                             f"per id, and rollouts >= 1")
         self.measure(ids, successes, rollouts, step, history=True)
 
     def measure(self, ids, successes, rollouts, step: int, history: bool = False) -> None:
