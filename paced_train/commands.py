@@ -40,8 +40,10 @@ def _cmd_train(args) -> int:
     print(_dumps({k: summary[k] for k in ("steps", "acc", "mean_at_k", "retention",
                                           "forgetting", "flops", "wall_s", "rollout_share")}))
     print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/last.safetensors")
-    # a degenerate run (nothing it could train on) stopped early; train() printed why
-    return 2 if summary.get("stopped") else 0
+    # a degenerate run (it never had a problem to train on); train() printed why. A run that
+    # trained and then stopped early (every problem left its weighting's support, e.g. the
+    # hard filter once the pool is solved) is a result: exit 0, summary.json says why.
+    return 2 if summary.get("trained_nothing") else 0
 
 
 def train_interrupted(args) -> str:
@@ -95,13 +97,14 @@ def _cmd_compare(args) -> int:
                          overwrite=args.overwrite)
     print((out / "comparison.md").read_text())
     print(f"wrote {out}/comparison.json, comparison.md, curves.csv, accuracy_vs_compute.png")
-    if result.get("stopped"):  # a comparison with a run that trained nothing is not a result
+    if result.get("stopped"):
         runs = ", ".join(f"{x['method']} seed {x['seed']}" for x in result["stopped"])
         print(f"paced: compare: {len(result['stopped'])} run(s) trained nothing or stopped "
               f"early ({runs}); each run's summary.json says why (\"stopped\")",
               file=sys.stderr)
-        return 2
-    return 0
+    # a comparison with a run that trained nothing is not a result; one whose run stopped
+    # early after training (its weighting kept nothing any more) is, and says so above
+    return 2 if any(x["trained_nothing"] for x in result.get("stopped", [])) else 0
 
 
 def _cmd_demo(args) -> int:

@@ -329,7 +329,9 @@ def compare(cfg: RunConfig, methods: list[str], seeds: int, out_dir, jobs: int =
     runs = run_groups([group], seeds, jobs, overwrite, progress)[0]
     result = summarise(runs, seeds)
     # runs that trained nothing or stopped early (trainer: summary["stopped"]); the CLI exits 2
-    result["stopped"] = [{"method": m, "seed": s, "run": r["run_dir"], "why": r["stopped"]}
+    # when one trained nothing
+    result["stopped"] = [{"method": m, "seed": s, "run": r["run_dir"], "why": r["stopped"],
+                          "trained_nothing": bool(r.get("trained_nothing", True))}
                          for m, rs in runs.items() for s, r in enumerate(rs)
                          if r.get("stopped")]
     out_dir.mkdir(parents=True, exist_ok=True)

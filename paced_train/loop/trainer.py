@@ -200,11 +200,13 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
         return {"rank": d.rank}
     st.wall = wall0 + time.perf_counter()
     summary = _summary(run, st)
-    if st.idle_refreshes >= IDLE_REFRESHES:
+    if st.idle_refreshes >= IDLE_REFRESHES:  # stopped early: maybe after training, maybe not
         summary["stopped"] = _idle_message(cfg, st)
+        summary["trained_nothing"] = st.ledger.student_fwd_tokens == 0
         print(f"paced: run stopped: {out_dir}: {summary['stopped']}", file=sys.stderr)
     elif st.ledger.student_fwd_tokens == 0:  # the whole budget kept no problem
         summary["stopped"] = _idle_message(cfg, st, budget=True)
+        summary["trained_nothing"] = True
         print(f"paced: run trained nothing: {out_dir}: {summary['stopped']}", file=sys.stderr)
     (out_dir / "summary.json").write_text(json.dumps(strict_json(summary), indent=2))
     return summary

@@ -351,7 +351,7 @@ def test_a_run_with_nothing_to_train_on_stops_and_says_why(tiny_cfg, tiny_models
     IDLE_REFRESHES refreshes (steps 0, 4, 8) the run stops, not at budget.steps = 40."""
     cfg = tiny_cfg("weights.method=paced", "budget.steps=40")
     s = train(cfg, tmp_path / "r")
-    assert s["steps"] == 9 and s["student_fwd_tokens"] == 0
+    assert s["steps"] == 9 and s["student_fwd_tokens"] == 0 and s["trained_nothing"]
     assert "hopeless" in s["stopped"] and "weights.method = 'uniform'" in s["stopped"]
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["stopped"] == s["stopped"]
     err = capsys.readouterr().err

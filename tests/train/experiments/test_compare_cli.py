@@ -79,3 +79,23 @@ def test_train_command_and_errors(tiny_models, tmp_path, capsys):
     assert "missing.toml" in capsys.readouterr().err
     assert main(["compare", "configs/tiny.toml", "--methods", "uniform,magic"]) == 2
     assert "magic" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trained_nothing, code", [(True, 2), (False, 0)])
+def test_compare_exits_2_only_for_a_run_that_trained_nothing(monkeypatch, tmp_path, capsys,
+                                                             trained_nothing, code):
+    """A run that trained and then stopped early (e.g. the hard filter once every problem has
+    left its band) is a result: listed and said on stderr, exit 0. A run that never trained
+    makes the comparison no result: exit 2."""
+    import paced_train.experiments.compare as cmp
+
+    def fake_compare(cfg, methods, seeds, out, **kw):
+        (out / "comparison.md").write_text("table\n")
+        return {"stopped": [{"method": "hard", "seed": 3, "run": str(out / "hard/seed3"),
+                             "why": "every problem had weight 0",
+                             "trained_nothing": trained_nothing}]}
+
+    monkeypatch.setattr(cmp, "compare", fake_compare)
+    assert main(["compare", "configs/tiny.toml", "--methods", "uniform,hard",
+                 "--out", str(tmp_path / "c")]) == code
+    assert "hard seed 3" in capsys.readouterr().err
