@@ -80,3 +80,22 @@ def test_plot_comparison_writes_both_figures(result, tmp_path):
     plot_comparison(result, tmp_path)
     for name in ("accuracy_vs_compute.png", "forgetting.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_compute_to_reach_when_uniform_ends_below_its_start(tmp_path):
+    """Issue 16: uniform falling 1.0 -> 0.29 made every method 'reach' its final accuracy at
+    FLOPs 0 (printed 0.00). A target met at the start measures nothing: None."""
+    runs = {}
+    for m, curve in {"uniform": [1.0, 0.5, 0.29], "paced": [1.0, 0.8, 0.6]}.items():
+        d = tmp_path / m / "seed0"
+        d.mkdir(parents=True)
+        MetricsLog(d / "metrics.jsonl").start(
+            [{"kind": "eval", "step": i, "flops": f, "acc": a, "rollout_flops": 0.0}
+             for i, (f, a) in enumerate(zip([0.0, 50.0, BUDGET], curve))])
+        runs[m] = [{"run_dir": str(d), "flops": BUDGET, "acc": curve[-1], "forgetting": 0.0,
+                    "retention": 1.0, "mean_at_k": 0.5, "rollout_share": 0.0, "steps": 3,
+                    "wall_s": 1.0, "acc_by_difficulty": {"add1": curve[-1]}}]
+    res = summarise(runs, 1)
+    for m in runs:
+        assert res["methods"][m]["compute_ratio_to_uniform"] == [None]
+        assert res["methods"][m]["reached_uniform_final"] == 0
