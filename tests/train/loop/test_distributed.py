@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,15 @@ def _torchrun(out: Path, overrides: list[str], entry: list[str] | None = None) -
            *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    # Seen once in ~40 launches under a loaded `make test`: after the run finished (rank 0
+    # had written summary.json, which comes before the exit barrier), a rank aborted while
+    # exiting with gloo's "terminate called without an active exception". The run's files
+    # are complete and the callers check their contents; any other failure still fails here.
+    abort_at_exit = ("terminate called without an active exception" in proc.stderr
+                     and (out / "summary.json").is_file())
+    if proc.returncode != 0 and abort_at_exit:
+        warnings.warn("torchrun: a rank aborted at exit after the run completed", stacklevel=2)
+        return
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
