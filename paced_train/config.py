@@ -451,6 +451,11 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         bad("weights.estimator", f"= {w.estimator!r} estimates w(p) from counts, but "
             "'rollouts.likelihood' = 'exact' gives p itself (w(P) is used as is); use "
             "estimator = 'plugin' or rollouts.likelihood = 'binomial'")
+    if ro.source == "likelihood" and ro.likelihood == "exact" and w.floor > 0:
+        bad("weights.floor", f"= {w.floor} is the weight of a problem with no success in its "
+            "count (c = 0), but 'rollouts.likelihood' = 'exact' gives p itself, never a count, "
+            "so the floor would do nothing; use rollouts.likelihood = 'binomial' (or source = "
+            "'rollouts') or floor = 0")
     if ro.source == "likelihood" and ro.top_p < 1.0:
         bad("rollouts.top_p", f"= {ro.top_p}: 'rollouts.source' = 'likelihood' is the pass "
             "probability of sampling from the full softmax; use top_p = 1 or source = "

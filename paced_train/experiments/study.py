@@ -6,10 +6,14 @@ sets the FLOPs budget, paired differences against it):
              heavy in problems the student cannot solve at the start. The shares of
              hopeless (p_hat = 0), frontier and solved (p_hat = 1) problems are MEASURED by
              the first pass-rate refresh of the weighted runs (K = 8) and reported per run.
-  weighting  uniform, hard band (0 < p_hat < 1), Beta kernels w = p^a (1-p)^b over a grid of
-             (a, b) (KERNEL_GRID; (1, 1) is Paced's default), Beta (1, 1) with a floor
-             weight at p_hat = 0 (weights.floor), and the posterior-mean estimator of
-             p(1-p) instead of the plug-in (nonzero at p_hat = 0 and 1).
+  weighting  uniform; Paced p(1-p) on the base config's pass rates (the demo's: the exact
+             probability P, fresh); the hard band (weights.lo < p < weights.hi); two-stage
+             (forward then reverse KL, Paced weights); Beta kernels w = p^a (1-p)^b over a
+             grid of (a, b) (KERNEL_GRID; (1, 1) is "paced"); and on K-quantised pass
+             rates (c ~ Binomial(K, P), COUNTS): plain Paced ("paced-binomial"), Paced with
+             a floor weight at c = 0 (weights.floor) and the posterior-mean estimator of
+             p(1-p) (nonzero at c = 0 and K). CONTRASTS compares the last two with
+             "paced-binomial": does a nonzero weight at c = 0 stop the collapse?
   loss       forward KL on teacher references; reverse KL on the student's own samples.
 Every run is recorded; study.csv has one row per run (tidy), with the pool's measured
 shares, the run's metrics (compare.seed_metrics) and its ratios to the same-seed uniform run.
@@ -80,12 +84,22 @@ def beta_arm(a: float, b: float) -> str:
     return f"beta{a:g},{b:g}"
 
 
+# K-quantised pass rates: c ~ Binomial(K, P) drawn fresh from the exact P (the law of K fresh
+# rollouts) where the base config reads P from the likelihood; the floor and the posterior
+# estimator act on counts, so they need it (with exact P they would do nothing: config.py
+# refuses that). Under a rollouts source the override changes nothing (counts already).
+COUNTS = "rollouts.likelihood=binomial"
+
+
 def forward_arms(kernels: list[tuple[float, float]]) -> dict[str, list[str]]:
     arms = {"uniform": ["weights.method=uniform", FORWARD],
-            "hard": ["weights.method=hard", FORWARD],
             "paced": ["weights.method=paced", FORWARD],
-            "floor": ["weights.method=paced", f"weights.floor={FLOOR}", FORWARD],
-            "posterior": ["weights.method=paced", "weights.estimator=posterior", FORWARD]}
+            "hard": ["weights.method=hard", FORWARD],
+            "two-stage": ["weights.method=paced", "loss.schedule=two-stage"],
+            "paced-binomial": ["weights.method=paced", COUNTS, FORWARD],
+            "floor": ["weights.method=paced", f"weights.floor={FLOOR}", COUNTS, FORWARD],
+            "posterior": ["weights.method=paced", "weights.estimator=posterior", COUNTS,
+                          FORWARD]}
     for a, b in kernels:
         if (a, b) != (1.0, 1.0):  # (1, 1) is "paced"
             arms[beta_arm(a, b)] = ["weights.method=paced", f"weights.alpha={a}",
@@ -109,8 +123,8 @@ class StudySize:
 
 
 SIZES = {
-    # 96 runs (bench/results/study/README.md has the time)
-    "default": StudySize(tuple(POOLS), 3, "demo", ("frontier", "hopeless")),
+    # 420 runs at 10 seeds (bench/results/study/README.md has the time)
+    "default": StudySize(tuple(POOLS), 10, "demo", ("frontier", "hopeless")),
     # seconds with tiny models: the test suite's
     "quick": StudySize(("frontier", "hopeless"), 1, "frontier", ("frontier",),
                        ((1.0, 1.0), (0.5, 2.0)),
@@ -158,7 +172,9 @@ def study_groups(cfg: RunConfig, out: Path, size: StudySize,
 def arm_params(cfg: RunConfig) -> dict:
     w = cfg.weights
     return {"weighting": w.method, "alpha": w.alpha, "beta": w.beta, "estimator": w.estimator,
-            "floor": w.floor, "loss": cfg.loss.schedule}
+            "floor": w.floor, "schedule": cfg.loss.schedule,
+            "pass_rates": cfg.rollouts.source if cfg.rollouts.source == "rollouts" else
+            f"likelihood-{cfg.rollouts.likelihood}"}
 
 
 def tidy_rows(group: Group, runs: dict[str, list[dict]]) -> list[dict]:
@@ -270,6 +286,39 @@ def arm_table(rows: list[dict]) -> list[dict]:
     return out
 
 
+# (arm, against): paired comparisons beside those with uniform, within each pool and loss
+CONTRASTS = [("floor", "paced-binomial"), ("posterior", "paced-binomial"),
+             ("paced", "paced-binomial")]
+
+
+def contrast_table(rows: list[dict]) -> list[dict]:
+    """Per pool and loss, each CONTRASTS pair both arms of which ran: final-accuracy
+    difference and AUC ratio, paired by seed (paced_theory.stats.paired)."""
+    out = []
+    for pool, loss in dict.fromkeys((r["pool"], r["loss"]) for r in rows):
+        for arm, base in CONTRASTS:
+            a = sorted(_by(rows, pool=pool, loss=loss, arm=arm), key=lambda r: r["seed"])
+            b = sorted(_by(rows, pool=pool, loss=loss, arm=base), key=lambda r: r["seed"])
+            if not a or len(a) != len(b):
+                continue
+            out.append({"pool": pool, "loss": loss, "arm": arm, "against": base, "n": len(a),
+                        "final_diff": paired([r["final_acc"] for r in a],
+                                             [r["final_acc"] for r in b]),
+                        "auc_ratio": paired([r["auc"] for r in a], [r["auc"] for r in b],
+                                            kind="ratio")})
+    return out
+
+
+def contrast_markdown(table: list[dict]) -> str:
+    from paced_train.experiments.report import ci
+
+    lines = ["| pool | loss | arm | against | Δ final acc | AUC ratio |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {t['pool']} | {t['loss']} | {t['arm']} | {t['against']} | "
+              f"{ci(t['final_diff'])} | {ci(t['auc_ratio'], '{:.3f}')} |" for t in table]
+    return "\n".join(lines)
+
+
 def table_markdown(table: list[dict]) -> str:
     from paced_train.experiments.report import ci
 
@@ -290,12 +339,15 @@ def table_markdown(table: list[dict]) -> str:
 
 def study_report(rows: list[dict], out: Path, kernel_pool: str | None = None) -> dict:
     """table.md, phase.png, kernel_map.png from the tidy rows; returns the table."""
-    table = arm_table(rows)
-    (out / "table.md").write_text(table_markdown(table) + "\n")
+    table, contrasts = arm_table(rows), contrast_table(rows)
+    text = table_markdown(table) + "\n"
+    if contrasts:
+        text += "\nOther paired comparisons (CONTRASTS):\n\n" + contrast_markdown(contrasts) + "\n"
+    (out / "table.md").write_text(text)
     plot_phase(table, out / "phase.png")
     if kernel_pool:
         plot_kernel_map(table, kernel_pool, out / "kernel_map.png")
-    return {"table": table}
+    return {"table": table, "contrasts": contrasts}
 
 
 def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = None) -> None:
@@ -309,9 +361,10 @@ def plot_phase(table: list[dict], path: Path, prediction: list[dict] | None = No
 
     losses = sorted({t["loss"] for t in table})
     fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 5.0), squeeze=False)
-    colors = {**PALETTE, "floor": "#56B4E9", "posterior": "#CC79A7"}
+    colors = {**PALETTE, "floor": "#56B4E9", "posterior": "#CC79A7",
+              "paced-binomial": "#882255"}
     for ax, loss in zip(axes[0], losses):
-        for arm in ("paced", "hard", "floor", "posterior"):
+        for arm in ("paced", "hard", "two-stage", "paced-binomial", "floor", "posterior"):
             ts = sorted([t for t in table if t["loss"] == loss and t["arm"] == arm
                          and t["hopeless_share"] is not None
                          and t["auc_ratio"]["mean"] is not None],

@@ -8,7 +8,15 @@ import pytest
 
 from paced_theory.stats import paired
 from paced_train.cli import main
-from paced_train.experiments.study import SIZES, arm_table, kernel_cells, read_csv
+from paced_train.config import RunConfig, apply_overrides
+from paced_train.experiments.study import (
+    SIZES,
+    arm_table,
+    contrast_table,
+    forward_arms,
+    kernel_cells,
+    read_csv,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +33,9 @@ def test_quick_study_writes_a_row_per_run(quick_study):
     out, _ = quick_study
     rows = read_csv(out / "study.csv")
     q = SIZES["quick"]
-    # forward: 5 arms per pool + the extra kernels on the kernel pool; reverse: 3 arms
+    # forward: 7 arms per pool + the extra kernels on the kernel pool; reverse: 3 arms
     extra = sum((a, b) != (1.0, 1.0) for a, b in q.kernels)
-    expected = (5 * len(q.pools) + extra + 3 * len(q.reverse_pools)) * q.seeds
+    expected = (7 * len(q.pools) + extra + 3 * len(q.reverse_pools)) * q.seeds
     assert len(rows) == expected
     assert {r["loss"] for r in rows} == {"forward", "reverse"}
     assert {r["pool"] for r in rows} == set(q.pools)
@@ -89,3 +97,29 @@ def test_arm_table_on_known_numbers():
     assert t["final_diff"]["verdict"] == "not significant"
     assert t["reached"] == 1 and t["compute_ratio"][0] == pytest.approx(0.5)
     assert t["hopeless_share"] == pytest.approx(0.4) and t["n"] == 2
+
+
+def test_contrasts_pair_the_count_arms_with_paced_binomial():
+    """floor and posterior are compared with paced-binomial seed by seed, in each pool."""
+    def row(arm, seed, auc, final, pool="p"):
+        return {"pool": pool, "loss": "forward", "arm": arm, "seed": seed, "auc": auc,
+                "final_acc": final}
+
+    rows = [row("paced-binomial", 0, 0.4, 0.2), row("paced-binomial", 1, 0.5, 0.3),
+            row("floor", 1, 0.6, 0.6), row("floor", 0, 0.6, 0.5),  # out of seed order
+            row("floor", 0, 0.9, 0.9, pool="q")]  # no paced-binomial in q: no contrast
+    (c,) = contrast_table(rows)
+    assert (c["pool"], c["arm"], c["against"], c["n"]) == ("p", "floor", "paced-binomial", 2)
+    assert c["final_diff"]["per_seed"] == pytest.approx([0.3, 0.3])
+    assert c["auc_ratio"]["per_seed"] == pytest.approx([1.5, 1.2])
+
+
+def test_count_arms_read_counts_where_the_base_reads_exact_p():
+    """The floor and the posterior act on counts: on an exact-P base they must switch to
+    K-quantised pass rates (config validation refuses a floor on exact P)."""
+    base = apply_overrides(RunConfig(), ["rollouts.source=likelihood",
+                                         "rollouts.likelihood=exact"])
+    arms = forward_arms([(1.0, 1.0)])
+    for arm in ("paced-binomial", "floor", "posterior"):
+        assert apply_overrides(base, arms[arm]).rollouts.likelihood == "binomial"
+    assert apply_overrides(base, arms["paced"]).rollouts.likelihood == "exact"

@@ -46,4 +46,4 @@ def test_study_groups_use_the_file_pools(tmp_path):
     names = [g.out_dir.name for g in groups]
     assert names == ["mine-forward", "frontier-forward", "frontier-reverse"]
     assert tuple(groups[0].cfg.data.add_counts) == (10,)
-    assert len(groups[0].arms) == 1 + 4 + 8  # the Beta grid goes to the first pool
+    assert len(groups[0].arms) == 1 + 6 + 8  # the Beta grid goes to the first pool

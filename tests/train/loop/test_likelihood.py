@@ -85,6 +85,11 @@ def test_a_task_without_one_canonical_answer_is_refused_by_name(tmp_path):
     with pytest.raises(ConfigError, match="estimator"):
         load_config(None, ["rollouts.source=likelihood", "rollouts.likelihood=exact",
                            "weights.estimator=posterior"])
+    with pytest.raises(ConfigError, match="weights.floor"):  # a floor on counts exact P lacks
+        load_config(None, ["rollouts.source=likelihood", "rollouts.likelihood=exact",
+                           "weights.floor=0.05"])
+    load_config(None, ["rollouts.source=likelihood", "rollouts.likelihood=binomial",
+                       "weights.floor=0.05"])  # counts: the floor applies
 
 
 def test_free_reads_equal_a_likelihood_pass_where_the_step_scores_the_canonical_answer():
@@ -132,7 +137,8 @@ def _steps(run_dir) -> list[dict]:
 def test_a_likelihood_run_keeps_its_pass_rates_young_and_charges_them(tiny_cfg, tmp_path, mode):
     """Every step row logs the ages; with max_age = A every entry the sampler reads is at most
     A updates old; the likelihood passes are charged as estimate tokens, not rollouts."""
-    cfg = tiny_cfg("weights.method=paced", "weights.floor=0.1", "optim.sampler=kept",
+    floor = ["weights.floor=0.1"] if mode == "binomial" else []  # exact P has no count c = 0
+    cfg = tiny_cfg("weights.method=paced", *floor, "optim.sampler=kept",
                    "rollouts.source=likelihood", f"rollouts.likelihood={mode}",
                    "rollouts.refresh_every=2", "rollouts.max_age=3", "budget.steps=10")
     s = train(cfg, tmp_path / mode)
