@@ -125,7 +125,10 @@ def _cmd_study(args) -> int:
     from paced_train.experiments.study import load_pools, run_study
 
     _at_least_one(args, "seeds", "jobs")
-    cfg = load_config(args.config or demo_config_path(), list(args.overrides))
+    config, overrides = args.config, list(args.overrides)
+    if config and "=" in config and not Path(config).exists():  # overrides of the default
+        config, overrides = None, [config, *overrides]
+    cfg = load_config(config or demo_config_path(), overrides)
     out = Path(args.out)
     from paced_train.rundir import lock_dir
 

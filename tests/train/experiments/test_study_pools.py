@@ -47,3 +47,24 @@ def test_study_groups_use_the_file_pools(tmp_path):
     assert names == ["mine-forward", "frontier-forward", "frontier-reverse"]
     assert tuple(groups[0].cfg.data.add_counts) == (10,)
     assert len(groups[0].arms) == 1 + 6 + 8  # the Beta grid goes to the first pool
+
+
+def test_study_takes_overrides_without_a_config(tmp_path, monkeypatch):
+    """`paced study run.seed=3` overrides the default (demo) config: the first positional is
+    an override, not a file name (it used to fail with "cannot read the config")."""
+    import paced_train.experiments.study as study
+    from paced_train.cli import main
+
+    seen = {}
+
+    def fake(cfg, out, **kw):
+        seen["cfg"] = cfg
+        (out / "table.md").write_text("table\n")
+        return {"runs": 0, "wall_s": 0.0}
+
+    monkeypatch.setattr(study, "run_study", fake)
+    out = tmp_path / "s"
+    out.mkdir()
+    assert main(["study", "run.seed=3", "optim.lr=0.002", "--out", str(out)]) == 0
+    assert seen["cfg"].run.seed == 3 and seen["cfg"].optim.lr == 0.002
+    assert seen["cfg"].rollouts.source == "likelihood"  # the demo's config underneath
