@@ -32,6 +32,7 @@ same config is reused and an interrupted one is resumed, so a killed comparison 
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import sys
 import time
@@ -74,11 +75,13 @@ def compute_to_reach(flops: np.ndarray, acc: np.ndarray, target: float) -> float
 class Group:
     """Arms compared on the same seeds at equal compute: arms maps a name to its config
     overrides, and the FIRST arm is the baseline whose run of budget.steps sets each seed's
-    FLOPs budget (unless cfg.budget.flops is set). Runs go to out_dir/<arm>/seed<s>."""
+    FLOPs budget (unless cfg.budget.flops is set). Runs go to out_dir/<arm>/seed<s>.
+    `late` arms start only when no other run of any group is waiting (run_groups)."""
 
     out_dir: Path
     cfg: RunConfig
     arms: dict[str, list[str]]
+    late: tuple[str, ...] = ()
 
 
 def run_config(cfg: RunConfig, overrides: list[str], name: str, seed: int,
@@ -125,7 +128,8 @@ def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool =
                progress: bool = True) -> list[dict[str, list[dict]]]:
     """Every arm of every group on seeds 0..seeds-1: per group {arm: [summary per seed]}.
     Baselines run first; an arm of a seed starts when its baseline has set the budget. With
-    jobs > 1 the runs share that many spawned processes."""
+    jobs > 1 the runs share that many spawned processes and start seed-major (every group's
+    seed 0, then seed 1, ...), each group's `late` arms after every other run."""
     runs = [{a: [None] * seeds for a in g.arms} for g in groups]
     total, done_n, t0 = sum(len(g.arms) for g in groups) * seeds, 0, time.time()
 
@@ -157,20 +161,28 @@ def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool =
                 for arm in g.arms:
                     record(gi, arm, s, _worker(*job(gi, arm, s)))
         return runs
+    # a ready queue, `jobs` runs in flight: seed-major (seed s of every group before seed
+    # s + 1 of any), every `late` arm after all the others, so a long grid stopped part-way
+    # has the same seeds in every cell of its primary arms
+    ready: list[tuple[int, int, int, int, str]] = []  # (late, seed, order, group, arm)
+    order = iter(range(10**9))
+    for s in range(seeds):
+        for gi, g in enumerate(groups):
+            heapq.heappush(ready, (0, s, next(order), gi, next(iter(g.arms))))
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         pending = {}
-        for gi, g in enumerate(groups):
-            for s in range(seeds):
-                base = next(iter(g.arms))
-                pending[pool.submit(_worker, *job(gi, base, s))] = (gi, base, s)
-        while pending:
+        while ready or pending:
+            while ready and len(pending) < jobs:
+                _, s, _, gi, arm = heapq.heappop(ready)
+                pending[pool.submit(_worker, *job(gi, arm, s))] = (gi, arm, s)
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
                 gi, arm, s = pending.pop(fut)
                 record(gi, arm, s, fut.result())
                 if arm == next(iter(groups[gi].arms)):
                     for other in list(groups[gi].arms)[1:]:
-                        pending[pool.submit(_worker, *job(gi, other, s))] = (gi, other, s)
+                        heapq.heappush(ready, (int(other in groups[gi].late), s, next(order),
+                                               gi, other))
     return runs
 
 

@@ -160,8 +160,10 @@ def study_groups(cfg: RunConfig, out: Path, size: StudySize,
         kernels = list(size.kernels) if pool == size.kernel_pool else [(1.0, 1.0)]
         # size overrides last: a quick study may shrink the pool's counts
         over = pools[pool] + list(size.overrides)
-        groups.append(Group(out / f"{pool}-forward", apply_overrides(cfg, over),
-                            forward_arms(kernels)))
+        arms = forward_arms(kernels)
+        # the Beta grid runs after the primary arms (run_groups' `late`)
+        groups.append(Group(out / f"{pool}-forward", apply_overrides(cfg, over), arms,
+                            late=tuple(a for a in arms if a.startswith("beta"))))
     for pool in size.reverse_pools:
         groups.append(Group(out / f"{pool}-reverse",
                             apply_overrides(cfg, pools[pool] + list(size.overrides)),
