@@ -52,7 +52,11 @@ GROUPS = {"A": ("lr 3e-3 (the demo)", [], ARMS_A), "B": ("lr 6e-3", ["optim.lr=6
           "C-hopeless": ("hopeless pool, forward KL", POOLS["hopeless"], FWD),
           "C-hopeless+": ("hopeless+ pool, forward KL", POOLS["hopeless+"], FWD),
           "C-frontier-rev": ("frontier pool, reverse KL", POOLS["frontier"], REV),
-          "C-hopeless-rev": ("hopeless pool, reverse KL", POOLS["hopeless"], REV)}
+          "C-hopeless-rev": ("hopeless pool, reverse KL", POOLS["hopeless"], REV),
+          # group D (bench/results/study/PLAN.md addendum 1, exploratory H16): the normaliser
+          "D": ("demo, paced-binomial's normaliser", [],
+                {"uniform": ARMS_A["uniform"], "paced-binomial": ARMS_A["paced-binomial"],
+                 "paced-binomial-mean": ARMS_A["paced-binomial"] + ["weights.normalise=mean"]})}
 # (group, arm, against): the plan's comparisons H1-H9, in its order
 COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
                ("A", "two-stage", "uniform"), ("A", "hard", "uniform"),
@@ -62,7 +66,9 @@ COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
                ("C-frontier", "paced", "uniform"), ("C-hopeless", "paced", "uniform"),
                ("C-hopeless+", "paced", "uniform"),
                ("C-frontier-rev", "reverse", "uniform-reverse"),
-               ("C-hopeless-rev", "reverse", "uniform-reverse")]
+               ("C-hopeless-rev", "reverse", "uniform-reverse"),
+               ("D", "paced-binomial-mean", "paced-binomial"),
+               ("D", "paced-binomial-mean", "uniform")]
 AGE_LIMIT = 60       # steps: the plan's freshness check (10 % of the 600-step budget)
 SHARE_LIMIT = 0.10   # estimation's share of FLOPs
 
@@ -134,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--groups", default="A", help="comma-separated: A (lr 3e-3), B (lr 6e-3), "
-                    "C-frontier, C-hopeless, C-hopeless+, C-frontier-rev, C-hopeless-rev, or "
-                    "C (all five)")
+                    "C-frontier, C-hopeless, C-hopeless+, C-frontier-rev, C-hopeless-rev, "
+                    "C (all five), D (the normaliser, exploratory)")
     ap.add_argument("--a-dir", default="runs/demo10/compare",
                     help="group A's runs (default: the 10-seed demo's, reused)")
     ap.add_argument("--out", default="runs/verdict")

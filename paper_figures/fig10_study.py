@@ -3,8 +3,8 @@
 (a) Phase diagram: AUC ratio to uniform (same seeds, equal compute; 95 % paired t-interval
     over seeds) against the pool's measured hopeless share, for forward and reverse KL, with
     the calibrated cell simulator's committed predictions (paced_theory/cellsim.py, fitted to
-    the uniform runs only; bench/results/calibration/predictions.csv): dashed with the
-    recorded study's stale pass-rate schedule, dotted with fresh pass rates.
+    the uniform runs only; bench/results/calibration/predictions.csv, committed before the
+    study's runs), dotted.
 (b) Kernel map: AUC ratio to uniform over the Beta (a, b) grid on the demo pool, with the
     kernel fitted to the shipped student's measured SNR (the probe on the same cells) and
     the theory's forward-KL kernel (M2: (2, 2)) marked.
@@ -28,28 +28,36 @@ from paper_figures.runs import MissingData, main_or_skip
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# measured arm -> (the simulator's arm, scenario) its committed prediction is read from
+# (bench/results/study/PLAN.md): exact-P arms against `exact`, count arms against `fresh`
+PREDICTED = {"paced": ("paced", "exact"), "hard": ("hard", "exact"),
+             "paced-binomial": ("paced", "fresh"), "floor": ("floor", "fresh"),
+             "posterior": ("posterior", "fresh")}
+
+
 def simulator_prediction(table: list[dict], path: Path) -> list[dict]:
     """The calibrated cell simulator's committed predictions (bench/results/calibration/
-    predictions.csv, written before the reruns), at each pool's measured hopeless share:
-    dashed, the recorded study's stale pass-rate schedule; dotted, fresh pass rates (K = 8
-    every 50 steps: what the reruns will test)."""
+    predictions.csv, written before the reruns), at each pool's measured hopeless share,
+    dotted, for the arms the study measured (PREDICTED says which prediction each reads)."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     share = {(t["pool"], t["loss"]): t["hopeless_share"] for t in table
              if t["arm"] == "uniform" and t["hopeless_share"] is not None}
+    measured = {(t["loss"], t["arm"]) for t in table}
     out = []
     for loss in ("forward", "reverse"):
-        for arm in ("paced", "hard", "floor", "posterior"):
-            for sc, ls in (("stale", "--"), ("fresh", ":")):
-                pts = sorted((share[(r["pool"], loss)], float(r["auc_ratio"])) for r in rows
-                             if r["loss"] == loss and r["arm"] == arm and r["scenario"] == sc
-                             and (r["pool"], loss) in share)
-                if pts:
-                    out.append({"loss": loss, "arm": arm, "x": [p[0] for p in pts],
-                                "y": [p[1] for p in pts], "ls": ls, "marker": "x",
-                                "label": f"{arm} (simulator, {sc} pass rates)"})
+        for arm, (sim_arm, sc) in PREDICTED.items():
+            if (loss, arm) not in measured:
+                continue
+            pts = sorted((share[(r["pool"], loss)], float(r["auc_ratio"])) for r in rows
+                         if r["loss"] == loss and r["arm"] == sim_arm and r["scenario"] == sc
+                         and (r["pool"], loss) in share)
+            if pts:
+                out.append({"loss": loss, "arm": arm, "x": [p[0] for p in pts],
+                            "y": [p[1] for p in pts], "ls": ":", "marker": "x",
+                            "label": f"{arm} (simulator, {sc} pass rates)"})
     return out
 
 
@@ -62,7 +70,7 @@ def main(argv=None) -> Path:
     a = ap.parse_args(argv)
     path = Path(a.study_dir) / "study.csv"
     if not path.is_file():
-        raise MissingData(f"{path} not found: run `paced study --out {a.study_dir}` (47 min on "
+        raise MissingData(f"{path} not found: run `paced study --out {a.study_dir}` (~2 h on "
                           "2 cores)")
     rows = read_csv(path)
     table = arm_table(rows)
