@@ -187,13 +187,21 @@ def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------- summary
-def pass_rate_ages(run_dir) -> tuple[float | None, float | None]:
-    """(max of pass_rate_age_max, mean of pass_rate_age) over a run's step rows; None where
-    no step read a pass rate (uniform, or runs that predate the columns)."""
+SMALL_STEP = 1 / 8  # a step that keeps at most this share of its candidates is "small"
+
+
+def step_stats(run_dir) -> tuple[float | None, float | None, float | None]:
+    """From a run's step rows: the max of pass_rate_age_max and the mean of pass_rate_age
+    (None where no step read a pass rate: uniform, or runs that predate the columns), and
+    the share of steps that kept at most SMALL_STEP of their candidates (None: no step). A
+    weighted method's small steps put the whole step on few problems under normalise =
+    "sum" (study PLAN.md addendum 1)."""
     rows = read_metrics(run_dir, "step")
     top = [r["pass_rate_age_max"] for r in rows if r.get("pass_rate_age_max") is not None]
     mean = [r["pass_rate_age"] for r in rows if r.get("pass_rate_age") is not None]
-    return (float(max(top)) if top else None, float(np.mean(mean)) if mean else None)
+    cand = [(r["n_kept"], r["n_kept"] + r.get("n_dropped", 0)) for r in rows if "n_kept" in r]
+    small = (float(np.mean([k <= SMALL_STEP * c for k, c in cand])) if cand else None)
+    return (float(max(top)) if top else None, float(np.mean(mean)) if mean else None, small)
 
 
 def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
@@ -211,7 +219,7 @@ def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
         # a target met at the start (uniform ended at or below where it began) measures nothing
         reach = [None if curves[m][s][1][0] >= target[s] else
                  compute_to_reach(*curves[m][s], target[s]) for s in range(seeds)]
-        ages = [pass_rate_ages(r["run_dir"]) for r in rs]
+        stats = [step_stats(r["run_dir"]) for r in rs]
         out[m] = {
             "start_acc": [float(curves[m][s][1][0]) for s in range(seeds)],
             "final_acc": [r["acc"] for r in rs],
@@ -226,8 +234,9 @@ def seed_metrics(runs: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
             "rollout_flops_share": [r.get("rollout_flops_share", 0.0) for r in rs],
             "rollout_share": [r["rollout_share"] for r in rs],
             "steps": [r["steps"] for r in rs],
-            "pass_rate_age_max": [a[0] for a in ages],
-            "pass_rate_age": [a[1] for a in ages],
+            "pass_rate_age_max": [a[0] for a in stats],
+            "pass_rate_age": [a[1] for a in stats],
+            "small_step_share": [a[2] for a in stats],
             "flops_ratio_to_uniform": [r["flops"] / b for r, b in zip(rs, budget)],
         }
     return out

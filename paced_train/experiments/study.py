@@ -206,6 +206,8 @@ def tidy_rows(group: Group, runs: dict[str, list[dict]]) -> list[dict]:
                 "compute_ratio_to_uniform": m["compute_ratio_to_uniform"][s],
                 "forgetting": m["forgetting"][s],
                 "rollout_flops_share": m["rollout_flops_share"][s],
+                "small_step_share": m["small_step_share"][s],
+                "hopeless_share_end": (rs[s].get("pass_rate_shares_end") or {}).get("zero"),
                 "steps": m["steps"][s], "flops": rs[s]["flops"], "wall_s": rs[s]["wall_s"],
                 "run_dir": rs[s]["run_dir"]})
     return rows

@@ -99,3 +99,15 @@ def test_no_compute_to_reach_when_uniform_ends_below_its_start(tmp_path):
     for m in runs:
         assert res["methods"][m]["compute_ratio_to_uniform"] == [None]
         assert res["methods"][m]["reached_uniform_final"] == 0
+
+
+def test_step_stats_counts_the_steps_that_keep_few_candidates(tmp_path):
+    """small_step_share: steps keeping at most 1/8 of their candidates (8 of 64 here)."""
+    from paced_train.experiments.compare import step_stats
+
+    kept = [64, 8, 9, 0, 1, 64, 30, 2]  # 8, 0, 1, 2 are small: 4 of 8
+    MetricsLog(tmp_path / "metrics.jsonl").start(
+        [{"kind": "step", "step": i + 1, "n_kept": k, "n_dropped": 64 - k,
+          "pass_rate_age_max": i, "pass_rate_age": i / 2} for i, k in enumerate(kept)])
+    oldest, mean, small = step_stats(tmp_path)
+    assert (oldest, mean, small) == (7.0, pytest.approx(1.75), 0.5)
