@@ -189,6 +189,13 @@ def lr_factor(frac: np.ndarray, cfg: Loop) -> np.ndarray:
     return np.where(frac < w, (frac + 1e-12) / max(w, 1e-12), cos)
 
 
+def _pmf(p: np.ndarray, K: int) -> np.ndarray:
+    """Binomial(K, p) probabilities of k = 0..K, shape (n, K+1); p within 1e-12 of 0 or 1 is
+    taken as 0 or 1 (scipy's binom.pmf overflows at subnormal p)."""
+    p = np.where(p < 1e-12, 0.0, np.where(p > 1 - 1e-12, 1.0, p))
+    return binom.pmf(np.arange(K + 1)[None, :], K, p[:, None])
+
+
 def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
     """E[w] of problems of pass rate p read from the table (module docstring)."""
     p = np.clip(np.asarray(p, float), 0.0, 1.0)
@@ -200,7 +207,7 @@ def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
         w = p ** arm.alpha * (1 - p) ** arm.beta
         return np.where(p == 0, np.maximum(w, arm.floor), w)
     k = np.arange(cfg.K + 1)
-    pmf = binom.pmf(k[None, :], cfg.K, p[:, None])           # (n, K+1)
+    pmf = _pmf(p, cfg.K)                                     # (n, K+1)
     if arm.weighting == "hard":
         wk = ((k / cfg.K > arm.lo) & (k / cfg.K < arm.hi)).astype(float)
     else:
@@ -223,7 +230,7 @@ def weight_moments(p: np.ndarray, arm: Arm, cfg: Loop) -> tuple[np.ndarray, ...]
         w = expected_weight(p, arm, cfg)
         return (w > 0).astype(float), w, w ** 2
     k = np.arange(cfg.K + 1)
-    pmf = binom.pmf(k[None, :], cfg.K, p[:, None])
+    pmf = _pmf(p, cfg.K)
     if arm.weighting == "hard":
         wk = ((k / cfg.K > arm.lo) & (k / cfg.K < arm.hi)).astype(float)
     else:
