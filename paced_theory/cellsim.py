@@ -39,7 +39,10 @@ One step t of learning rate eta_t (the loop's warmup + cosine schedule in comput
                   constant floor lam (population.forward_moments' s(p), the old model): the
                   engagement is the problem's own.
                 mode "reverse": e = (1 - p)(p^gamma + lam): learning from the student's own
-                  samples needs the student to sample near the answer (ASSUMPTION).
+                  samples needs the student to sample near the answer (ASSUMPTION);
+                  rev_shared = True: the shared-skill form of (c) (the teacher's logits on a
+                  wrong sample still teach the cell's skill: uniform reverse KL learns add4
+                  from p ~ 0 to 0.90 in the verdict's runs).
                 mode "rl": e = Delta (K - 1)/K p (1 - p): M1 exactly (binary reward, group-
                   mean baseline of K rollouts; models.m1_symbolic with baseline="group_mean":
                   s = Delta E[X]/K, E[X] = (K - 1) p (1 - p)). Zero at p = 0 and p = 1.
@@ -50,6 +53,18 @@ One step t of learning rate eta_t (the loop's warmup + cosine schedule in comput
               forgetting (mechanism d, an ASSUMPTION as in population.py): every cell and the
               retention skill lose eta_t phi sum_{j not in that cell} c_j (1 - p_j): training
               far from solved on other cells disturbs a skill.
+  clip        mechanism (e), ours (clip = True; docs/theory.md §10.6): the loop clips every
+              step to grad_clip. The step's batch gradient is the sum-normalised weighted mean
+              of B problems drawn from the kept ones; noise-dominated, its norm is
+              ||g|| = sqrt(E_pi[w^2 v(p)] / (B wbar^2)) (batch_grad_norm), one problem's
+              second moment v(p) = sigma^2 h(p) measured on the initial student
+              (moment_shape). The mean part of the step shrinks by f = 1 / max(1, ||g||) (the
+              update above and the forgetting are multiplied by f), and the noise part, of
+              length min(||g||, 1), costs every skill and the retention skill
+              delta lr_factor^2 min(1, ||g||)^2 per step (the descent lemma's second-order
+              term). A Beta kernel whose weight sits on few problems has a small effective
+              batch B wbar^2 / E[w^2] and, under reverse KL, on the problems with the largest
+              v: its steps are mostly noise.
 Compute. A weighted arm spends rollout_share of the uniform run's compute on pass rates
 (charged; measured ~0.09 in the recorded study), so it gets round(steps (1 - rollout_share))
 update steps; its evaluations sit at the same fractions of the compute budget.
@@ -61,6 +76,9 @@ skill's start ret0 (Phi(-ret0) = retention accuracy), gamma and lam (engagement)
 (memorisation; 0 by default: not identifiable from held-out curves). calibrate() fits dbar,
 s, kappa, phi, ret0, gamma, lam, tau to uniform
 runs' per-cell curves (least squares over every evaluation of every run), and nothing else.
+Mechanism (e) adds per mode sigma (scale of v), vshape (its shape, fit_moment_shape of the
+initial student's per-bin moments) and delta; calibrate_noise fits sigma, delta and that
+mode's kappa to uniform runs' curves and logged gradient norms, the rest fixed.
 """
 
 from __future__ import annotations
