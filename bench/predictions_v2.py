@@ -21,8 +21,9 @@ Then every reverse cell is simulated with the `exact` scenario (the verdict's fr
 likelihood pass rates). Forward-KL rows are copied unchanged from predictions.csv (the model
 of dd3e572 with its commit stamp).
 
-    PYTHONPATH=$PWD python bench/predictions_v2.py [--commit C]   # ~1 min on one core
-Writes bench/results/calibration/params_v2.json, predictions_v2.csv and ablation_v2.csv.
+    PYTHONPATH=$PWD python bench/predictions_v2.py [--predictions] [--commit C]  # ~1 min
+Writes bench/results/calibration/ablation_v2.csv, and with --predictions params_v2.json and
+predictions_v2.csv (the committed record: commit 278f9ff, rows stamped 692df20).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ VARIANTS = {
     "v2": dict(clip=True, rev_shared=True),
     "v2_own_signal": dict(clip=True, rev_shared=False),
     "v2_no_damage": dict(clip=True, rev_shared=True, delta0=True),
+    # the shared signal without (e): a clip threshold no gradient reaches (refit)
+    "shared_no_clip": dict(clip=True, rev_shared=True, grad_clip=1e9),
     "v1_no_clip": dict(clip=False, rev_shared=False),
 }
 
@@ -70,7 +73,8 @@ VARIANTS = {
 def fit_variant(base: Params, runs, v: dict) -> Params:
     if not v["clip"]:
         return base
-    cfg = Loop(mode="reverse", clip=True, rev_shared=v["rev_shared"])
+    cfg = Loop(mode="reverse", clip=True, rev_shared=v["rev_shared"],
+               grad_clip=v.get("grad_clip", 1.0))
     p, info = calibrate_noise(runs, base, cfg)
     if v.get("delta0"):  # ablation: the fitted model with the damage switched off, not refit
         p = dataclasses.replace(p, delta={**p.delta, "reverse": 0.0})
@@ -89,7 +93,8 @@ def mul3_kappa(p: Params) -> Params:
 
 
 def reverse_rows(p: Params, pools, v: dict) -> list[dict]:
-    base = Loop(mode="reverse", clip=v["clip"], rev_shared=v["rev_shared"])
+    base = Loop(mode="reverse", clip=v["clip"], rev_shared=v["rev_shared"],
+                grad_clip=v.get("grad_clip", 1.0))
     rows = []
     for pool in REV_POOLS:
         counts = pools[pool]
@@ -107,6 +112,9 @@ def reverse_rows(p: Params, pools, v: dict) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--commit", default=None, help="stamp (default: git HEAD, tree clean)")
+    ap.add_argument("--predictions", action="store_true",
+                    help="also rewrite predictions_v2.csv and params_v2.json (the committed "
+                         "record was made at 692df20; without this flag only the ablation)")
     a = ap.parse_args()
     commit = a.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                         capture_output=True, text=True).stdout.strip()
@@ -132,12 +140,18 @@ def main() -> None:
                         "measured": MEASURED.get(key, "")})
         if name == "v2":
             main_rows = rows
-            (CAL / "params_v2.json").write_text(json.dumps(p.to_dict(), indent=1))
+            if a.predictions:
+                (CAL / "params_v2.json").write_text(json.dumps(p.to_dict(), indent=1))
     with open(CAL / "ablation_v2.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(abl[0]))
         w.writeheader()
         for r in abl:
             w.writerow({k: (f"{x:.4g}" if isinstance(x, float) else x) for k, x in r.items()})
+    for name in VARIANTS:
+        print(name, " ".join(f"{r['pool']}/{r['arm']}={r['auc_ratio']:.3f}" for r in abl
+                             if r["variant"] == name and r["arm"] != "uniform"))
+    if not a.predictions:
+        return
     fwd = [r for r in csv.DictReader(open(CAL / "predictions.csv")) if r["loss"] == "forward"]
     cols = ["kind", *fwd[0].keys()]
     with open(CAL / "predictions_v2.csv", "w", newline="") as f:
@@ -151,9 +165,6 @@ def main() -> None:
                         "commit": commit, "calibration": "params_v2.json",
                         **{k: (f"{x:.6g}" if isinstance(x, float) else x)
                            for k, x in r.items()}})
-    for name in VARIANTS:
-        print(name, " ".join(f"{r['pool']}/{r['arm']}={r['auc_ratio']:.3f}" for r in abl
-                             if r["variant"] == name and r["arm"] != "uniform"))
 
 
 if __name__ == "__main__":
