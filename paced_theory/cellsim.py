@@ -39,7 +39,10 @@ One step t of learning rate eta_t (the loop's warmup + cosine schedule in comput
                   constant floor lam (population.forward_moments' s(p), the old model): the
                   engagement is the problem's own.
                 mode "reverse": e = (1 - p)(p^gamma + lam): learning from the student's own
-                  samples needs the student to sample near the answer (ASSUMPTION).
+                  samples needs the student to sample near the answer (ASSUMPTION);
+                  rev_shared = True: the shared-skill form of (c) (the teacher's logits on a
+                  wrong sample still teach the cell's skill: uniform reverse KL learns add4
+                  from p ~ 0 to 0.90 in the verdict's runs).
                 mode "rl": e = Delta (K - 1)/K p (1 - p): M1 exactly (binary reward, group-
                   mean baseline of K rollouts; models.m1_symbolic with baseline="group_mean":
                   s = Delta E[X]/K, E[X] = (K - 1) p (1 - p)). Zero at p = 0 and p = 1.
@@ -50,6 +53,18 @@ One step t of learning rate eta_t (the loop's warmup + cosine schedule in comput
               forgetting (mechanism d, an ASSUMPTION as in population.py): every cell and the
               retention skill lose eta_t phi sum_{j not in that cell} c_j (1 - p_j): training
               far from solved on other cells disturbs a skill.
+  clip        mechanism (e), ours (clip = True; docs/theory.md §10.6): the loop clips every
+              step to grad_clip. The step's batch gradient is the sum-normalised weighted mean
+              of B problems drawn from the kept ones; noise-dominated, its norm is
+              ||g|| = sqrt(E_pi[w^2 v(p)] / (B wbar^2)) (batch_grad_norm), one problem's
+              second moment v(p) = sigma^2 h(p) measured on the initial student
+              (moment_shape). The mean part of the step shrinks by f = 1 / max(1, ||g||) (the
+              update above and the forgetting are multiplied by f), and the noise part, of
+              length min(||g||, 1), costs every skill and the retention skill
+              delta lr_factor^2 min(1, ||g||)^2 per step (the descent lemma's second-order
+              term). A Beta kernel whose weight sits on few problems has a small effective
+              batch B wbar^2 / E[w^2] and, under reverse KL, on the problems with the largest
+              v: its steps are mostly noise.
 Compute. A weighted arm spends rollout_share of the uniform run's compute on pass rates
 (charged; measured ~0.09 in the recorded study), so it gets round(steps (1 - rollout_share))
 update steps; its evaluations sit at the same fractions of the compute budget.
@@ -61,6 +76,9 @@ skill's start ret0 (Phi(-ret0) = retention accuracy), gamma and lam (engagement)
 (memorisation; 0 by default: not identifiable from held-out curves). calibrate() fits dbar,
 s, kappa, phi, ret0, gamma, lam, tau to uniform
 runs' per-cell curves (least squares over every evaluation of every run), and nothing else.
+Mechanism (e) adds per mode sigma (scale of v), vshape (its shape, fit_moment_shape of the
+initial student's per-bin moments) and delta; calibrate_noise fits sigma, delta and that
+mode's kappa to uniform runs' curves and logged gradient norms, the rest fixed.
 """
 
 from __future__ import annotations
@@ -85,12 +103,15 @@ WEIGHTINGS = ("uniform", "hard", "beta")
 class Arm:
     """A weighting as the loop's weights section: method uniform | hard | beta (Paced's Beta
     kernel p^alpha (1-p)^beta), estimator plugin | posterior | unbiased, floor (weight of a
-    p_hat = 0 problem, beta only)."""
+    p_hat = 0 problem, beta only), lo, hi (hard: keep lo < p_hat < hi, the loop's weights.lo,
+    weights.hi; the demo config's 1/16, 15/16 matter only for exact pass rates)."""
     weighting: str = "uniform"
     alpha: float = 1.0
     beta: float = 1.0
     estimator: str = "plugin"
     floor: float = 0.0
+    lo: float = 0.0
+    hi: float = 1.0
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
@@ -109,6 +130,10 @@ class Loop:
     refresh_every: int = 50          # steps between refreshes (0: only at step 0)
     refresh_fracs: tuple[float, ...] | None = None  # or at these fractions of the run
     forgetting: bool = True          # mechanism (d)
+    clip: bool = False               # mechanism (e): clipped steps of a noisy, weighted batch
+    grad_clip: float = 1.0           # the loop's optim.grad_clip
+    batch: int = 64                  # the loop's optim.batch_size
+    rev_shared: bool = False         # reverse mode: the shared-skill signal of (c) instead
     steps: int = 600
     warmup: int = 30
     min_lr_frac: float = 0.1
@@ -141,6 +166,14 @@ class Params:
     gamma: float = 1.0                               # engagement exponent
     lam: float = 0.5                                 # engagement floor
     mu: float = 0.0
+    # mechanism (e), per mode ("forward", "reverse"): sigma, the rms norm of one problem's
+    # gradient at p = 0 in units of grad_clip; vshape [A, a, b], its second moment's shape
+    # h(p) = (1 - p) + A p^a (1 - p)^b (moment_shape; measured on the initial student,
+    # bench/grad_moments.py); delta, the skill a full clipped step destroys at the peak
+    # learning rate (per step, times lr_factor^2)
+    sigma: dict = field(default_factory=dict)
+    vshape: dict = field(default_factory=dict)
+    delta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,6 +207,13 @@ def lr_factor(frac: np.ndarray, cfg: Loop) -> np.ndarray:
     return np.where(frac < w, (frac + 1e-12) / max(w, 1e-12), cos)
 
 
+def _pmf(p: np.ndarray, K: int) -> np.ndarray:
+    """Binomial(K, p) probabilities of k = 0..K, shape (n, K+1); p within 1e-12 of 0 or 1 is
+    taken as 0 or 1 (scipy's binom.pmf overflows at subnormal p)."""
+    p = np.where(p < 1e-12, 0.0, np.where(p > 1 - 1e-12, 1.0, p))
+    return binom.pmf(np.arange(K + 1)[None, :], K, p[:, None])
+
+
 def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
     """E[w] of problems of pass rate p read from the table (module docstring)."""
     p = np.clip(np.asarray(p, float), 0.0, 1.0)
@@ -181,13 +221,13 @@ def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
         return np.ones_like(p)
     if cfg.rates == "exact":
         if arm.weighting == "hard":
-            return ((p > 0) & (p < 1)).astype(float)
+            return ((p > arm.lo) & (p < arm.hi)).astype(float)
         w = p ** arm.alpha * (1 - p) ** arm.beta
         return np.where(p == 0, np.maximum(w, arm.floor), w)
     k = np.arange(cfg.K + 1)
-    pmf = binom.pmf(k[None, :], cfg.K, p[:, None])           # (n, K+1)
+    pmf = _pmf(p, cfg.K)                                     # (n, K+1)
     if arm.weighting == "hard":
-        wk = ((k > 0) & (k < cfg.K)).astype(float)
+        wk = ((k / cfg.K > arm.lo) & (k / cfg.K < arm.hi)).astype(float)
     else:
         wk = np.asarray(estimate_weight(k, cfg.K, arm.alpha, arm.beta,
                                         estimator=arm.estimator), float)
@@ -197,6 +237,79 @@ def expected_weight(p: np.ndarray, arm: Arm, cfg: Loop) -> np.ndarray:
     return pmf @ wk
 
 
+def weight_moments(p: np.ndarray, arm: Arm, cfg: Loop) -> tuple[np.ndarray, ...]:
+    """(P(w > 0), E[w], E[w^2]) of problems of pass rate p read from the table: the kept
+    sampler's inclusion, and the first two moments of the weight (mechanism e)."""
+    p = np.clip(np.asarray(p, float), 0.0, 1.0)
+    if arm.weighting == "uniform":
+        one = np.ones_like(p)
+        return one, one, one
+    if cfg.rates == "exact":
+        w = expected_weight(p, arm, cfg)
+        return (w > 0).astype(float), w, w ** 2
+    k = np.arange(cfg.K + 1)
+    pmf = _pmf(p, cfg.K)
+    if arm.weighting == "hard":
+        wk = ((k / cfg.K > arm.lo) & (k / cfg.K < arm.hi)).astype(float)
+    else:
+        wk = np.asarray(estimate_weight(k, cfg.K, arm.alpha, arm.beta,
+                                        estimator=arm.estimator), float).copy()
+        if arm.floor > 0:
+            wk[0] = max(wk[0], arm.floor)
+    return pmf @ (wk > 0).astype(float), pmf @ wk, pmf @ wk ** 2
+
+
+def moment_shape(p, vshape) -> np.ndarray:
+    """h(p) = (1 - p) + A p^a (1 - p)^b: one problem's gradient second moment over its value
+    at p = 0 (mechanism e; the form is ours, its parameters fitted to the initial student's
+    per-bin moments by fit_moment_shape). The measured reverse-KL moment is hump-shaped:
+    ~5 times larger at p ~ 0.6 than at p = 0, and ~40 times smaller at p = 1."""
+    A, a, b = vshape
+    p = np.clip(np.asarray(p, float), 0.0, 1.0)
+    return (1 - p) + A * p ** a * (1 - p) ** b
+
+
+def fit_moment_shape(p, v, n) -> tuple[float, list[float]]:
+    """(sigma^2, [A, a, b]): moment_shape fitted to per-bin second moments v at pass rates p
+    (bins of n problems), least squares on log v weighted by sqrt(n)."""
+    from scipy.optimize import least_squares
+
+    p, v, n = (np.asarray(x, float) for x in (p, v, n))
+    ok = v > 0
+    p, v, n = p[ok], v[ok], n[ok]
+
+    def res(x):
+        s2, A, a, b = np.exp(x)
+        return np.sqrt(n) * (np.log(s2 * moment_shape(p, (A, a, b)) + 1e-12) - np.log(v))
+
+    sol = least_squares(res, np.log([v[0], 5.0, 1.0, 1.0]))
+    s2, A, a, b = (float(x) for x in np.exp(sol.x))
+    return s2, [A, a, b]
+
+
+def batch_grad_norm(p, n, moments, sigma: float, vshape, B: int) -> float:
+    """Mechanism (e), ours: the expected norm (root mean square) of a step's gradient, the
+    sum-normalised weighted mean over a batch of B problems drawn uniformly from the kept
+    ones, noise-dominated (the mean gradient's own norm is left out: the recorded reverse-KL
+    batch gradients are 3-30 times the clip threshold). One problem's gradient has second
+    moment v(p) = sigma^2 h(p) (moment_shape). With pi_j the kept problems'
+    shares, omega_j = E[w_j | kept] and wbar = sum pi_j omega_j, the ratio estimator
+    sum_i w_i g_i / sum_i w_i has E||g||^2 ~ (1/B) sum_j pi_j E[w_j^2 | kept] v_j / wbar^2,
+    i.e. sigma^2-scale noise over an effective batch B wbar^2 / E[w^2]: uniform weights keep
+    all B problems, a Beta kernel that gives most problems w ~ 0 leaves a few."""
+    kept, m1, m2 = (np.asarray(x, float) for x in moments)
+    pi = np.asarray(n, float) * kept
+    if pi.sum() <= 0:
+        return 0.0
+    pi = pi / pi.sum()
+    safe = np.where(kept > 0, kept, 1.0)
+    wbar = float(np.sum(pi * m1 / safe))
+    if wbar <= 0:
+        return 0.0
+    v = sigma ** 2 * moment_shape(p, vshape)
+    return math.sqrt(float(np.sum(pi * (m2 / safe) * v)) / (B * wbar ** 2))
+
+
 def signal(p: np.ndarray, cfg: Loop, gamma: float = 1.0, lam: float = 0.5,
            readiness=None) -> np.ndarray:
     """e(p): expected skill gain per unit weight of a problem of pass rate p (docstring);
@@ -204,7 +317,7 @@ def signal(p: np.ndarray, cfg: Loop, gamma: float = 1.0, lam: float = 0.5,
     p = np.asarray(p, float)
     if cfg.mode == "rl":
         return cfg.Delta * (cfg.K - 1) / cfg.K * p * (1 - p)
-    if cfg.mode == "forward" and cfg.shared:
+    if (cfg.mode == "forward" and cfg.shared) or (cfg.mode == "reverse" and cfg.rev_shared):
         if readiness is None:
             raise InputError("signal: forward mode with shared skills needs the cell's readiness")
         return (1 - p) * (np.asarray(readiness, float) ** gamma + lam)
@@ -252,6 +365,14 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
     evals = {int(round(k * n_steps / cfg.evals)): k for k in range(1, cfg.evals + 1)}
     rows = [_eval(0.0, theta, d, ret, params, cells)]
     Ew = np.ones((C, M))
+    mom = (Ew, Ew, Ew)
+    if cfg.clip:
+        if cfg.mode not in params.sigma or cfg.mode not in params.vshape:
+            raise InputError(f"simulate_pool: mechanism (e) (clip) needs sigma and vshape for "
+                             f"mode {cfg.mode!r}; calibrate them (calibrate_noise)")
+        sig, vsh = params.sigma[cfg.mode], params.vshape[cfg.mode]
+        delta = params.delta.get(cfg.mode, 0.0)
+    gnorms = []
     step = 0
     while step < n_steps:
         h = min(cfg.chunk, n_steps - step)
@@ -260,7 +381,8 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
             h = min(nxt) - step
         p = expit(theta[:, None] + u - d)
         if step in refresh and weighted:
-            Ew = expected_weight(p.ravel(), arm, cfg).reshape(C, M)
+            mom = tuple(m.reshape(C, M) for m in weight_moments(p.ravel(), arm, cfg))
+            Ew = mom[1]
         mass = n * Ew
         tot = mass.sum()
         if tot > 0:
@@ -268,7 +390,18 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
             # frac of the update steps at the chunk's midpoint; the lr schedule is in compute,
             # and a weighted arm's steps span the compute left after its pass rates
             frac = (step + h / 2) / n_steps
-            eta = float(lr_factor(frac, cfg)) * h
+            lrf = float(lr_factor(frac, cfg))
+            eta = lrf * h
+            if cfg.clip:
+                # (e): the step is clipped to grad_clip; its mean part shrinks by f, and the
+                # noise part of length min(||g||, clip) damages every skill at second order
+                gn = batch_grad_norm(p, n, mom, sig, vsh, cfg.batch) / cfg.grad_clip
+                gnorms.append((step, h, gn))
+                f = 1.0 / max(1.0, gn)
+                dmg = delta * lrf * eta * min(1.0, gn) ** 2
+                theta = theta - dmg
+                ret = ret - dmg
+                eta = eta * f
             e = signal(p, cfg, params.gamma, params.lam, p.mean(1, keepdims=True))
             gain = kappa * (cw * e).sum(1)
             theta = theta + eta * (gain + params.tau * (family @ gain - gain))
@@ -285,7 +418,7 @@ def simulate_pool(counts: dict[str, float], params: Params, arm: Arm = Arm(),
     y = np.array([r["acc"] for r in rows])
     auc = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
     return {"cells": cells, "curve": rows, "auc": auc, "final_acc": float(y[-1]),
-            "steps": n_steps}
+            "steps": n_steps, "grad_norms": gnorms}
 
 
 def _kappas(params: Params, cfg: Loop) -> dict:
@@ -405,3 +538,72 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
     params = _params_from(sol.x, names, mu)
     return params, {"rmse": float(math.sqrt(np.mean(sol.fun ** 2))), "residuals": len(sol.fun),
                     "nfev": int(sol.nfev)}
+
+
+def window_grad_norms(sim: dict, windows: int) -> np.ndarray:
+    """The simulated gradient norm averaged over each 1/windows of the run's update steps
+    (mechanism e; the loop logs the pre-clip norm of every step)."""
+    n = sim["steps"]
+    out = np.zeros(windows)
+    wt = np.zeros(windows)
+    for step, h, gn in sim["grad_norms"]:
+        k = min(windows - 1, int((step + h / 2) / n * windows))
+        out[k] += h * gn
+        wt[k] += h
+    return out / np.maximum(wt, 1e-12)
+
+
+def calibrate_noise(runs: list[dict], base: Params, cfg: Loop, mode: str = "reverse",
+                    max_nfev: int = 60, gn_weight: float = 0.5) -> tuple[Params, dict]:
+    """Second calibration stage for mechanism (e) (ours): with every parameter of `base`
+    fixed but the mode's learnabilities (kappa_rev for reverse, kappa for forward), fit those
+    and the mode's sigma (the moment's scale; its shape base.vshape is fixed) and delta to
+    UNIFORM runs of that loss: their per-cell curves,
+    retention and mean@k as calibrate(), plus gn_weight x the log of each 10 % window's mean
+    gradient norm (run dicts as calibration_runs() gives, with "grad_norm": one list of every
+    seed's value per window). No weighted run enters: the weights' effect on the batch
+    gradient (the effective batch) is then a prediction."""
+    from scipy.optimize import least_squares
+
+    kkey = "kappa" if mode == "forward" else "kappa_rev"
+    cells = sorted({c for r in runs for c in r["counts"]})
+    start = getattr(base, kkey)
+    if mode not in base.vshape:
+        raise InputError(f"calibrate_noise: give base.vshape[{mode!r}] (fit_moment_shape of "
+                         "the initial student's per-bin gradient moments)")
+    x0 = [float(np.clip(start.get(c, 0.05), 1e-4, 5.0)) for c in cells]
+    x0 += [float(base.sigma.get(mode, 40.0)), float(base.delta.get(mode, 0.01))]
+    lo = [0.0] * len(cells) + [0.1, 0.0]
+    hi = [5.0] * len(cells) + [1000.0, 1.0]
+    c2 = dataclasses.replace(cfg, mode=mode, clip=True)
+
+    def params_of(x) -> Params:
+        k = dict(start)
+        k.update({c: float(v) for c, v in zip(cells, x[:len(cells)])})
+        s, dl = x[len(cells):]
+        return dataclasses.replace(base, **{kkey: k}, sigma={**base.sigma, mode: float(s)},
+                                   delta={**base.delta, mode: float(dl)})
+
+    def residuals(x):
+        params = params_of(x)
+        res = []
+        for r in runs:
+            sim = simulate_pool(r["counts"], params, Arm(),
+                                dataclasses.replace(c2, evals=len(r["frac"]) - 1))
+            for i, row in enumerate(sim["curve"]):
+                for c in r["counts"]:
+                    res.extend(row[f"acc_{c}"] - np.asarray(r["acc"][c][i], float))
+                res.extend(row["retention"] - np.asarray(r["retention"][i], float))
+                if r.get("mean_at_k") is not None:
+                    res.extend(row["pass_rate"] - np.asarray(r["mean_at_k"][i], float))
+            if r.get("grad_norm") is not None:
+                g = window_grad_norms(sim, len(r["grad_norm"]))
+                for k, meas in enumerate(r["grad_norm"]):
+                    res.extend(gn_weight * (math.log(max(g[k], 1e-9))
+                                            - np.log(np.asarray(meas, float))))
+        return np.array(res)
+
+    sol = least_squares(residuals, np.array(x0), bounds=(lo, hi), max_nfev=max_nfev,
+                        diff_step=1e-3, x_scale="jac")
+    return params_of(sol.x), {"rmse": float(math.sqrt(np.mean(sol.fun ** 2))),
+                              "residuals": len(sol.fun), "nfev": int(sol.nfev)}

@@ -231,3 +231,22 @@ def write_predictions(rows: list[dict], path, commit: str, calibration: str) -> 
 def mean_curve(run: dict) -> dict:
     """Mean over seeds of a calibration run's per-cell accuracy (for plots and summaries)."""
     return {c: [float(np.mean(v)) for v in vals] for c, vals in run["acc"].items()}
+
+
+def read_gradnorm_runs(path, pools: dict[str, dict[str, float]]) -> list[dict]:
+    """calibrate_noise()'s input from bench/uniform_gradnorms.py's CSV (uniform runs only):
+    calibration_runs() of its evaluation rows, each with "grad_norm": per 10 % window (the
+    rows with frac > 0) every seed's mean pre-clip gradient norm."""
+    rows = _read_csv(path, {"pool", "loss", "seed", "step", "frac", "grad_norm", "retention"},
+                     "gradient-norm file")
+    runs = calibration_runs(rows, pools)
+    for r in runs:
+        per: dict = {}
+        for row in rows:
+            if (row["pool"], row["loss"]) == (r["pool"], r["loss"]) and row["grad_norm"]:
+                per.setdefault(int(row["seed"]), []).append(
+                    (float(row["frac"]), float(row["grad_norm"])))
+        seqs = [[g for _, g in sorted(v)] for v in per.values()]
+        n = min(len(s) for s in seqs)
+        r["grad_norm"] = [[s[k] for s in seqs] for k in range(n)]
+    return runs

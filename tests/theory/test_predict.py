@@ -69,3 +69,30 @@ def test_cli_predicts_from_saved_parameters(tmp_path, capsys):
     rows = list(csv.DictReader(open(out)))
     assert rows and all(r["commit"] == "abc123" for r in rows)
     assert "predicted AUC ratio" in capsys.readouterr().out
+
+
+def test_read_gradnorm_runs_groups_seeds_and_windows(tmp_path):
+    """bench/uniform_gradnorms.py's format: an evaluation row at frac 0 (no norm) and one per
+    10 % window; per (pool, loss) every seed's curves and window norms, in window order."""
+    from paced_theory.predict import read_gradnorm_runs
+
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 2.0)):
+        for k in range(11):
+            rows.append({"pool": "demo", "loss": "reverse", "seed": seed, "frac": k / 10,
+                         "step": 60 * k, "grad_norm": "" if k == 0 else scale * (11 - k),
+                         "retention": 1.0, "mean_at_k": 0.5, "acc_add2": 1.0,
+                         "acc_add3": k / 10, "acc_mul2": 0.4})
+    rows.reverse()  # the reader must sort windows itself
+    path = tmp_path / "g.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    pools = read_pools(ROOT / "bench/results/calibration/pools.toml")
+    (run,) = read_gradnorm_runs(path, pools)
+    assert run["frac"] == pytest.approx([k / 10 for k in range(11)])
+    assert len(run["grad_norm"]) == 10
+    assert sorted(run["grad_norm"][0]) == [10.0, 20.0]
+    assert sorted(run["grad_norm"][-1]) == [1.0, 2.0]
+    assert [v[0] for v in run["acc"]["add3"]] == pytest.approx([k / 10 for k in range(11)])
