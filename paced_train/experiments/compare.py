@@ -36,6 +36,7 @@ import heapq
 import json
 import sys
 import time
+import tomllib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -46,7 +47,7 @@ import numpy as np
 from paced_theory.errors import ConfigError, InputError
 from paced_theory.jsonable import strict_json
 from paced_theory.stats import curve_auc, mean_sd, paired
-from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, config_to_toml
+from paced_train.config import METHOD_OVERRIDES, RunConfig, apply_overrides, from_dict
 from paced_train.experiments.report import comparison_markdown, plot_comparison
 from paced_train.loop.ledger import eval_curve, read_metrics
 from paced_train.loop.trainer import train
@@ -95,16 +96,25 @@ def run_config(cfg: RunConfig, overrides: list[str], name: str, seed: int,
     return apply_overrides(cfg, over)
 
 
+def same_config(saved: Path, cfg: RunConfig) -> bool:
+    """Whether the run config saved at `saved` equals cfg: compared as configs, not as text,
+    so a run recorded before a key existed (its behaviour is the key's default) is still the
+    same run. A file that does not parse as a config (a key since removed) differs."""
+    try:
+        return from_dict(tomllib.loads(saved.read_text()), str(saved)) == cfg
+    except (ConfigError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+
+
 def train_or_reuse(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> dict:
     """Train cfg into run_dir; reuse a finished run of the same config there, resume an
     interrupted one. A directory holding a run of another config is refused unless
     `overwrite` (then it is replaced: rundir.remove_run deletes only the run's own files).
     A directory paced did not mark as a run is never deleted (train refuses it)."""
     run_dir = Path(run_dir)
-    text = config_to_toml(cfg)
     saved = run_dir / "config.toml"
     if saved.is_file() and not saved.is_symlink():
-        if saved.read_text() != text:
+        if not same_config(saved, cfg):
             if not overwrite:
                 raise ConfigError(f"{run_dir}: holds a run of a different config; choose "
                                   "another --out, delete it, or pass --overwrite")

@@ -51,3 +51,21 @@ def test_runs_start_seed_major_with_late_arms_last(monkeypatch, tmp_path):
     last_primary = max(i for r, i in pos.items() if "/k/" not in r)
     assert min(pos["g1/k/seed0"], pos["g1/k/seed1"]) > last_primary
     assert runs[0]["k"][1]["run_dir"].endswith("g1/k/seed1")
+
+
+def test_a_recorded_run_is_the_same_config_when_it_predates_a_key(tmp_path):
+    """Reuse compares configs, not text: a config.toml written before a key existed (the
+    key at its default) is the same run; a changed value, or a key since removed, is not."""
+    from paced_train.config import config_to_toml
+
+    cfg = RunConfig()
+    path = tmp_path / "config.toml"
+    text = config_to_toml(cfg)
+    path.write_text(text.replace("normalise = \"sum\"\n", ""))  # as if written before it
+    assert "normalise" not in path.read_text() and compare.same_config(path, cfg)
+    path.write_text(text.replace("normalise = \"sum\"", "normalise = \"mean\""))
+    assert not compare.same_config(path, cfg)
+    path.write_text(text.replace("[weights]\n", "[weights]\nretired_key = 1\n"))
+    assert not compare.same_config(path, cfg)
+    path.write_bytes(b"\xff\xfe not toml")
+    assert not compare.same_config(path, cfg)
