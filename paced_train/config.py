@@ -86,7 +86,9 @@ class RolloutsSection:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8
-    chunk: int = 64               # problems per seeded generation chunk (the unit ranks share)
+    chunk: int = 64               # problems per seeded generation chunk (the unit ranks share;
+                                  # under loss.schedule = "rl" also of a step's groups: under
+                                  # torchrun keep it <= optim.batch_size / ranks)
 
 
 @dataclass(frozen=True)

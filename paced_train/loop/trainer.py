@@ -275,7 +275,7 @@ def rl_step(run: Run, st: State, kept: list) -> dict:
     is, charged as teacher tokens."""
     cfg, device, d, K = run.cfg, run.device, run.dist, run.cfg.rollouts.K
     mine, comps, ok, counts = group_samples(run, st, kept)
-    w = problem_weights(cfg.weights, st.table, [p.id for p in kept])  # fresh: this step's
+    w = problem_weights(cfg.weights, st.table, [p.id for p in kept])  # from these groups
     norm = normaliser(w, cfg.weights.normalise, cfg.optim.batch_size)
     c = counts[mine]
     live = [j for j in range(len(mine)) if w[mine[j]] > 0 and (
