@@ -23,7 +23,7 @@ from pathlib import Path
 
 from paced_theory.errors import ConfigError
 from paced_theory.kernels import ESTIMATORS
-from paced_train.loop.losses import LOSSES
+from paced_train.loop.losses import LOSSES, RL
 from paced_train.loop.passrates import METHODS, NORMALISERS
 
 
@@ -86,7 +86,9 @@ class RolloutsSection:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8
-    chunk: int = 64               # problems per seeded generation chunk (the unit ranks share)
+    chunk: int = 64               # problems per seeded generation chunk (the unit ranks share;
+                                  # under loss.schedule = "rl" also of a step's groups: under
+                                  # torchrun keep it <= optim.batch_size / ranks)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ class WeightsSection:
 
 @dataclass(frozen=True)
 class LossSection:
-    schedule: str = "forward"     # forward | reverse | two-stage | akl | jsd | skew
+    schedule: str = "forward"     # forward | reverse | two-stage | akl | jsd | skew | rl
+                                  # (rl: policy gradient from the verifier's reward on
+                                  # rollouts.K student samples per problem, no teacher)
     switch_at: float = 0.5        # two-stage: fraction of the budget spent on forward KL
     switch_unit: str = "steps"    # steps (of budget.steps) | compute (of budget.flops)
     temperature: float = 1.0
@@ -118,6 +122,12 @@ class LossSection:
     # student sees the plain prompt; both score the same completion tokens.
     privileged: str = "none"      # none | answer
     privileged_template: str = "{prompt} (answer: {answer})"
+    rl_kl: float = 0.0            # rl: coefficient of KL(student || initial student), exact
+                                  # per token on the samples (> 0: the frozen copy's forward
+                                  # is charged as teacher tokens)
+    rl_std: bool = False          # rl: divide advantages by the group's std (GRPO); false
+                                  # (Dr. GRPO): that std is a hidden weighting
+                                  # 1 / sqrt(p_hat (1 - p_hat)) (losses.py says more)
 
 
 @dataclass(frozen=True)
@@ -186,7 +196,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("weights", "method"): METHODS,
     ("weights", "estimator"): ESTIMATORS,
     ("weights", "normalise"): NORMALISERS,
-    ("loss", "schedule"): (*LOSSES, "two-stage"),  # two-stage: forward KL, then reverse KL
+    # two-stage: forward KL, then reverse KL; rl: policy gradient (losses.policy_gradient)
+    ("loss", "schedule"): (*LOSSES, "two-stage", RL),
     ("loss", "switch_unit"): ("steps", "compute"),
     ("probe", "loss"): ("forward", "reverse"),
     ("loss", "privileged"): ("none", "answer"),
@@ -210,6 +221,11 @@ METHOD_OVERRIDES: dict[str, list[str]] = {
     "two-stage": ["weights.method=paced", "loss.schedule=two-stage"],
     "reverse": ["weights.method=paced", "loss.schedule=reverse"],
     "uniform-reverse": ["weights.method=uniform", "loss.schedule=reverse"],
+    # RL from the verifier's reward (no teacher): uniform, PACED and hard-band weights of
+    # each group by its own fresh pass rate c / K
+    "rl": ["weights.method=uniform", "loss.schedule=rl"],
+    "paced-rl": ["weights.method=paced", "loss.schedule=rl"],
+    "hard-rl": ["weights.method=hard", "loss.schedule=rl"],
 }
 
 
@@ -435,6 +451,16 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         bad("loss.skew_alpha", f"must be in [0, 1) (got {lo.skew_alpha})")
     if not 0.0 < lo.akl_mu <= 1.0:
         bad("loss.akl_mu", f"must be in (0, 1] (got {lo.akl_mu})")
+    if lo.rl_kl < 0:
+        bad("loss.rl_kl", f"must be >= 0 (got {lo.rl_kl}); 0 turns the KL term off")
+    if lo.schedule == RL:
+        if cfg.rollouts.K < 2:
+            bad("rollouts.K", f"= {cfg.rollouts.K}: loss.schedule = 'rl' takes K samples per "
+                "problem and a group of one has zero advantage (no gradient); use K >= 2")
+        if cfg.rollouts.top_p < 1.0:
+            bad("rollouts.top_p", f"= {cfg.rollouts.top_p}: loss.schedule = 'rl' scores the "
+                "samples under the full softmax (the policy gradient of what was sampled); "
+                "use top_p = 1")
     if lo.privileged == "answer":
         try:
             text = lo.privileged_template.format(prompt="P", answer="A")

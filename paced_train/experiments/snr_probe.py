@@ -116,6 +116,10 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     student, teacher, tok = load_models(cfg, device)
+    if teacher is None:
+        raise ConfigError("snr-probe needs the teacher (forward KL's references, reverse KL's "
+                          "targets), and loss.schedule = 'rl' loads none; set "
+                          "loss.schedule = 'forward' for the probe (probe.loss picks its loss)")
     run = Run(cfg, device, student, teacher, tok, None, [], [], [])
     train, _, _ = build_problems(cfg)
     rng = np.random.default_rng([cfg.run.seed, 5])

@@ -89,3 +89,11 @@ def completion_index(prompts: list[list[int]], completions: list[list[int]],
         mask[i, : len(c)] = 1.0
     return index.to(device), mask.to(device)
 
+
+
+def completion_targets(completions: list[list[int]], device="cpu") -> torch.Tensor:
+    """(B, C) long: completion token j of row i at [i, j], 0 past the row's end (where
+    completion_index's mask is 0): the tokens the logits at completion_index predict."""
+    C = max(len(c) for c in completions)
+    return torch.tensor([c + [0] * (C - len(c)) for c in completions], dtype=torch.long,
+                        device=device)

@@ -2,7 +2,9 @@
 the loss scores.
 
   load_models         student (trained), frozen teacher (or "self": a frozen copy of the
-                      student) and their one shared tokenizer
+                      student) and their one shared tokenizer; under loss.schedule = "rl" no
+                      teacher is loaded (the slot holds the KL reference, or None)
+  reference_logits    RL's KL reference (the frozen initial student) on the student's view
   teacher_view        the problems as the teacher reads them (privileged context or not)
   teacher_references  the teacher's greedy completion per problem, generated at first use
                       and cached in State (forward KL / AKL / JSD / skew score these)
@@ -23,6 +25,7 @@ from paced_train import tasks
 from paced_train.config import RunConfig
 from paced_train.loop.batching import completion_index, pack
 from paced_train.loop.distributed import autocast
+from paced_train.loop.losses import RL
 from paced_train.loop.rollouts import generate_and_verify
 from paced_train.loop.state import Run, State, timed
 from paced_train.models.hf import check_same_vocab, load_any
@@ -36,16 +39,24 @@ def load_model_spec(spec: str, device):
     return model, tok
 
 
-def load_models(cfg: RunConfig, device) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+def load_models(cfg: RunConfig, device
+                ) -> tuple[torch.nn.Module, torch.nn.Module | None, object]:
     """(student in train mode, frozen teacher, tokenizer). models.teacher = "self" is a frozen
-    copy of the initial student (self-distillation; pair it with loss.privileged = "answer")."""
+    copy of the initial student (self-distillation; pair it with loss.privileged = "answer").
+    loss.schedule = "rl" learns from the verifier, not a teacher: models.teacher is not
+    loaded, and the teacher's slot holds the KL reference, a frozen copy of the initial
+    student, when loss.rl_kl > 0 (its forward is charged as teacher tokens) and None
+    otherwise."""
     student, tok = load_model_spec(cfg.models.student, device)
-    if cfg.models.teacher.strip().lower() == "self":
+    if cfg.loss.schedule == RL:
+        teacher = copy.deepcopy(student) if cfg.loss.rl_kl > 0 else None
+    elif cfg.models.teacher.strip().lower() == "self":
         teacher = copy.deepcopy(student)
     else:
         teacher, t_tok = load_model_spec(cfg.models.teacher, device)
         check_same_vocab(t_tok, tok)  # a token-level KL needs one vocabulary
-    teacher.eval().requires_grad_(False)
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
     student.train()
     return student, teacher, tok
 
@@ -93,6 +104,15 @@ def teacher_logits(run: Run, batch: list[Problem], completions: list[list[int]])
     with torch.no_grad():
         logits, _, n = completion_logits(run.teacher, run.tok, encoded_prompts(run, batch, True),
                                           completions, run.device)
+    return logits, n
+
+
+def reference_logits(run: Run, batch: list[Problem], completions: list[list[int]]):
+    """(logits (B, C, V), tokens): RL's KL reference (the frozen initial student in the
+    teacher's slot, loss.rl_kl > 0) on the plain prompts and the completions; no gradient."""
+    with torch.no_grad():
+        logits, _, n = completion_logits(run.teacher, run.tok, encoded_prompts(run, batch, False),
+                                         completions, run.device)
     return logits, n
 
 

@@ -13,11 +13,17 @@ How the loop divides the work (trainer.py and its stages), with W processes (ran
     over ranks makes the update that of the single-process loss sum_all w_i L_i / normaliser;
   - on-policy samples (reverse KL) are drawn per rank from a rank-seeded stream and their
     verdicts all-gathered into every rank's table;
+  - RL's groups (loss.schedule = "rl") are drawn per chunk of rollouts.chunk kept problems,
+    each chunk from its own seeded stream, by rank chunk mod W, which also trains on them;
+    their counts are all-gathered, so every rank reads the same fresh weights and
+    normaliser, and the run equals the single process (a step with fewer chunks than ranks
+    leaves some ranks idle);
   - the compute ledger is summed over ranks every step, so budgets stop all ranks together;
   - rank 0 alone evaluates and writes (config.toml, metrics.jsonl, checkpoints, summary).
 With one process none of this costs anything. Forward-KL runs (greedy teacher references)
-equal the single-process run on the same global batch (tests/train/loop/test_distributed.py);
-reverse-KL runs differ only through the on-policy samples' random streams.
+and RL runs equal the single-process run on the same global batch
+(tests/train/loop/test_distributed.py); reverse-KL runs differ only through the on-policy
+samples' random streams.
 """
 
 from __future__ import annotations

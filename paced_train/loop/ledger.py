@@ -6,10 +6,14 @@ Six token counters, each the number of real (non-padding) token positions proces
                        every generated token; KV cache)
   estimate_tokens      student teacher-forced forward passes that measure pass rates from the
                        likelihood of the canonical answer (rollouts.source = "likelihood")
-  sample_tokens        student generation of reverse KL's on-policy samples: training compute
-                       (they also update the pass-rate table, but are not estimation cost)
+  sample_tokens        student generation of reverse KL's on-policy samples and of RL's groups
+                       (K per problem, loss.schedule = "rl"): training compute (they also
+                       update the pass-rate table, but are not estimation cost; under RL
+                       they are the pass rates' only source for the problems trained on)
   teacher_tokens       teacher forward passes: greedy reference completions (generated once
-                       per problem and cached) and the teacher logits of every training batch
+                       per problem and cached) and the teacher logits of every training batch;
+                       under RL, which runs no teacher, only the KL reference's forward (the
+                       frozen initial student, N_teacher = N_student; 0 when loss.rl_kl = 0)
   student_fwd_tokens   student forward passes of training batches
   student_bwd_tokens   student backward passes of training batches
 FLOPs use the standard dense-transformer estimate (Kaplan et al. 2020):
@@ -62,8 +66,8 @@ class Ledger:
         self.flops += 2.0 * self.n_student * int(tokens)
 
     def sample(self, tokens: int) -> None:
-        """Student generation of on-policy training samples (reverse KL): 2 N_student tokens,
-        training compute."""
+        """Student generation of on-policy training samples (reverse KL, RL's groups):
+        2 N_student tokens, training compute."""
         self.sample_tokens += int(tokens)
         self.flops += 2.0 * self.n_student * int(tokens)
 

@@ -41,6 +41,9 @@ Directions (teacher = P, student = S):
                                  reverse: KL(S || alpha S + (1-alpha) P)   (Ko et al. 2024).
   akl(mu)                        Adaptive KL (Wu et al. 2024): per-token mix of forward and
                                  reverse KL weighted by the teacher head / tail gaps.
+
+Not a divergence: loss.schedule = "rl" trains on the verifier's reward instead of a teacher
+(policy_gradient and its parts, at the end of this file; the step is trainer.rl_step).
 """
 
 from __future__ import annotations
@@ -57,7 +60,11 @@ CHUNK_ELEMENTS = 1 << 22
 
 LOSSES = ("forward", "reverse", "jsd", "skew", "akl")
 """The divergences a run can train with: loss.schedule names one of them (or "two-stage",
-forward then reverse; config.CHOICES is built from this tuple)."""
+forward then reverse, or RL; config.CHOICES is built from this tuple)."""
+
+RL = "rl"
+"""loss.schedule = "rl": the policy gradient of the verifier's reward (policy_gradient), no
+teacher. A schedule, not a divergence: `divergence` refuses it."""
 
 PerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """fn(log S, log P) -> per-token divergence, (B, chunk, V) x 2 -> (B, chunk)."""
@@ -379,6 +386,9 @@ def divergence(kind: str, student_logits: torch.Tensor, teacher_logits: torch.Te
     if kind == "skew":
         return skew_kl(student_logits, teacher_logits, mask, alpha=loss_cfg.skew_alpha,
                        temperature=T)
+    if kind == RL:
+        raise ConfigError("loss.schedule = 'rl' is not a divergence: its step is "
+                          "trainer.rl_step (losses.policy_gradient)")
     raise ConfigError(f"loss.schedule: unknown divergence {kind!r}; one of "
                       f"{', '.join(LOSSES)} (or two-stage: forward, then reverse)")
 
@@ -407,3 +417,124 @@ def weighted_loss(per_seq: torch.Tensor, weights: torch.Tensor,
     if not (math.isfinite(norm) and norm > 0):
         raise InputError(f"normaliser must be a finite number > 0 (got {normaliser!r})")
     return (weights * per_seq).sum() / norm
+
+
+# ------------------------------------------------------------------ policy gradient (rl)
+# loss.schedule = "rl". The student draws K samples of each kept problem (one group per
+# problem: rollouts.group_samples), the verifier gives each a reward r in {0, 1}, and the
+# group's own c / K is the problem's fresh pass rate p_hat (its PACED weight w(p_hat) comes
+# from it). The choices, and why:
+#   baseline      the group mean: A_j = r_j - p_hat. Its expected gradient is (K - 1) / K
+#                 times the true policy gradient (the sample's own reward is in its
+#                 baseline; docs/theory.md §4.1, "group mean, reward"): a constant factor.
+#   no std        A_j is NOT divided by the group's standard deviation by default (as in
+#                 Dr. GRPO, Liu et al. 2025; GRPO divides). For binary rewards that std is
+#                 sqrt(p_hat (1 - p_hat)), so dividing multiplies a group's gradient by
+#                 1 / sqrt(p_hat (1 - p_hat)): a hidden weighting that up-weights groups near
+#                 0 and 1 and would confound the comparison of weightings w(p) this loop is
+#                 for. loss.rl_std = true divides (GRPO), for comparison.
+#   sum of tokens log pi(y) = sum_t log pi(y_t | prefix): the REINFORCE score of the whole
+#                 sequence. A mean over tokens (GRPO's 1/|y|) would weight a sample by
+#                 1 / its length, a bias Dr. GRPO also removes.
+#   group mean    a group's loss is the mean over its K samples, so a problem counts once
+#                 whatever K; the problems are then weighted and normalised exactly as the
+#                 divergences are (weighted_loss: sum_g w_g L_g / normaliser).
+# A group whose rewards are all equal (p_hat in {0, 1}) has A = 0 exactly, hence exactly zero
+# policy gradient under ANY weighting: what a frontier weighting can add under RL is the
+# relative weight of the frontier groups, and not paying to sample groups that the pass-rate
+# table predicts are degenerate. Ours: this arrangement (the estimator is REINFORCE with a
+# group baseline, Williams 1992; Shao et al. 2024; Liu et al. 2025).
+def sequence_logp(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """log pi_T(y) per row -> (B,): sum over the scored positions t (mask != 0) of
+    log softmax(logits[b, t] / temperature)[targets[b, t]], in float32 (float64 stays
+    float64). Only the scored positions are gathered: what sits elsewhere cannot reach the
+    value or the gradient. logits (B, T, V) at the completion-predicting positions
+    (distill.student_logits), targets (B, T) the completion tokens."""
+    keep = _check(logits, logits, mask, temperature, "sum")
+    if targets.shape != logits.shape[:2]:
+        raise InputError(f"targets must have shape (B, T) = {tuple(logits.shape[:2])}; got "
+                         f"{tuple(targets.shape)}")
+    B, T, V = logits.shape
+    idx = keep.reshape(-1).nonzero().squeeze(1)
+    x = logits.reshape(B * T, V).index_select(0, idx).to(_work_dtype(logits)) / temperature
+    y = targets.reshape(-1).to(logits.device).index_select(0, idx)
+    picked = torch.log_softmax(x, dim=-1).gather(1, y[:, None])[:, 0]
+    return torch.zeros(B * T, dtype=x.dtype, device=logits.device).index_put(
+        (idx,), picked).view(B, T).sum(1)
+
+
+def group_advantages(rewards: torch.Tensor, groups: torch.Tensor, n_groups: int,
+                     scale_std: bool = False) -> torch.Tensor:
+    """A_j = r_j - mean of the rewards of j's group (groups: (N,) ids in [0, n_groups));
+    with scale_std, divided by the group's population standard deviation (sqrt(p_hat
+    (1 - p_hat)) for binary rewards; GRPO), A = 0 where that is 0. No gradient. A group whose
+    rewards are all equal gets A = 0 exactly."""
+    r = rewards.detach().to(torch.float64)
+    g = groups.to(device=r.device, dtype=torch.long)
+    if r.dim() != 1 or g.shape != r.shape:
+        raise InputError(f"rewards and groups must be 1-D of one length; got "
+                         f"{tuple(r.shape)} and {tuple(g.shape)}")
+    if len(g) and (int(g.min()) < 0 or int(g.max()) >= n_groups):
+        raise InputError(f"groups must be ids in [0, {n_groups}) (one per weight)")
+    n = torch.bincount(g, minlength=n_groups).to(r.dtype)
+    if bool((n == 0).any()):
+        raise InputError(f"groups: every one of the {n_groups} groups (one per weight) needs "
+                         "at least one sample")
+    mean = torch.zeros(n_groups, dtype=r.dtype, device=r.device).index_add(0, g, r) / n
+    adv = r - mean[g]
+    if scale_std:
+        var = torch.zeros_like(mean).index_add(0, g, adv * adv) / n
+        std = var.sqrt()[g]
+        adv = torch.where(std > 0, adv / std.clamp(min=1e-300), torch.zeros_like(adv))
+    return adv
+
+
+def rl_group_loss(seq_logp: torch.Tensor, rewards: torch.Tensor, groups: torch.Tensor,
+                  n_groups: int, scale_std: bool = False, kl: torch.Tensor | None = None,
+                  kl_coef: float = 0.0) -> torch.Tensor:
+    """Each group's surrogate loss -> (n_groups,), whose gradient is its REINFORCE estimate:
+
+        L_g = (1 / K_g) sum_{j in g} [ -A_j log pi(y_j) + kl_coef KL_j ]
+
+    with A = group_advantages (a constant for the gradient), K_g the group's size, and KL_j
+    the sample's KL to a reference policy (e.g. token_kl(student, reference, "reverse",
+    reduction="sum"): exact over the vocabulary at each visited prefix; only with kl_coef
+    > 0). The value of L_g is not a quantity to read (its expectation is 0 without KL); its
+    gradient is -(1 / K_g) sum_j A_j grad log pi(y_j) (+ the KL's)."""
+    if seq_logp.dim() != 1 or seq_logp.shape != rewards.shape:
+        raise InputError(f"seq_logp and rewards must be 1-D of one length; got "
+                         f"{tuple(seq_logp.shape)} and {tuple(rewards.shape)}")
+    if not (isinstance(kl_coef, (int, float)) and math.isfinite(kl_coef) and kl_coef >= 0):
+        raise ConfigError(f"kl_coef must be a finite number >= 0 (got {kl_coef!r}); set "
+                          "loss.rl_kl")
+    adv = group_advantages(rewards, groups, n_groups, scale_std).to(seq_logp)
+    per = -adv * seq_logp
+    if kl_coef > 0:
+        if kl is None or kl.shape != seq_logp.shape:
+            raise InputError("kl_coef > 0 needs kl, one value per sample")
+        per = per + kl_coef * kl.to(per.dtype)
+    g = groups.to(device=per.device, dtype=torch.long)
+    n = torch.bincount(g, minlength=n_groups).to(per.dtype).clamp(min=1)
+    return torch.zeros(n_groups, dtype=per.dtype, device=per.device).index_add(0, g, per) / n
+
+
+def policy_gradient(seq_logp: torch.Tensor, rewards: torch.Tensor, groups: torch.Tensor,
+                    weights: torch.Tensor, normaliser: float | torch.Tensor, *,
+                    scale_std: bool = False, kl: torch.Tensor | None = None,
+                    kl_coef: float = 0.0) -> torch.Tensor:
+    """Scalar sum_g w_g L_g / normaliser with L_g = rl_group_loss: the weighted, normalised
+    policy-gradient surrogate of loss.schedule = "rl" (one weight per group, weights (G,);
+    the normaliser as for the divergences: passrates.normaliser). Its gradient is
+
+        -(1 / normaliser) sum_g (w_g / K_g) sum_{j in g} A_j grad log pi(y_j)
+
+    (plus kl_coef times the weighted KL's gradient), so a group with p_hat in {0, 1}
+    contributes exactly 0 without KL, and weighting scales each group's gradient by w_g.
+    Ours (see the comment above sequence_logp for the choices)."""
+    weights = torch.as_tensor(weights)
+    if weights.dim() != 1:
+        raise InputError(f"weights must be 1-D, one per group; got {tuple(weights.shape)}")
+    per_group = rl_group_loss(seq_logp, rewards, groups, weights.shape[0], scale_std, kl,
+                              kl_coef)
+    return weighted_loss(per_group, weights, normaliser)

@@ -13,6 +13,10 @@
                         compute (ledger.sample), not estimation: they update the table (a
                         window of the latest K outcomes, passrates.PassRateTable.add) but do
                         not count against rollouts.max_share
+  group_samples         RL's groups (loss.schedule = "rl"): K student samples per kept
+                        problem, verified; training compute like reverse KL's samples, and a
+                        full fresh measurement: each group's c of K replaces its table entry,
+                        so the step's weights are read from the samples its gradient uses
 
 The refresh policy (ours). Every rollouts.refresh_every steps the table is checked:
   - rollouts.max_age = 0 (the default, and what configs before it meant): every problem is
@@ -31,6 +35,12 @@ The refresh policy (ours). Every rollouts.refresh_every steps the table is check
     as a larger pass_rate_age_max in metrics.jsonl.
   - A refresh that a FLOPs budget cannot pay for in full is cut the same way.
 The first refresh (before step 1) measures every problem.
+
+Under loss.schedule = "rl" the policy is the same (ours): every group stamps its problem's
+entry with the step, so with max_age > 0 a refresh measures only what the groups did not,
+in practice the problems the sampler skipped (weight 0 in the table); they need it to come
+back when the student moves. With max_age = 0 every refresh measures every problem, groups
+or not. Uniform weighting reads no pass rate and never refreshes, under RL too.
 """
 
 from __future__ import annotations
@@ -233,3 +243,40 @@ def on_policy_samples(run: Run, st: State, batch: list[Problem]) -> list[list[in
             st.table.add([i for i, _ in pairs], [x for _, x in pairs], window=cfg.rollouts.K,
                          rng=rng)
     return [c or [run.tok.eos_id] for c in comps]
+
+
+def group_samples(run: Run, st: State, kept: list[Problem]
+                  ) -> tuple[np.ndarray, list[list[int]], np.ndarray, np.ndarray]:
+    """RL's groups: rollouts.K fresh samples of every problem of `kept` (the step's kept
+    problems, the same list on every rank), verified: (mine, completions, ok, counts).
+
+    `kept` is cut into fixed chunks of rollouts.chunk problems; chunk c is sampled from the
+    stream (seed, step, "rl", c) by rank c mod W, so the samples do not depend on the number
+    of ranks (and rank r trains on the problems of its chunks: `mine`, indices into kept;
+    completions and ok are theirs, K per problem in order, eos-padded when empty). Charged as
+    ledger.sample and timed as "sample": training compute, as reverse KL's samples. counts
+    (len(kept),) are every group's successes, gathered; they replace the kept problems' table
+    entries (c of K, stamped step - 1: the student that drew them) on every rank, whatever
+    rollouts.source, so the step's weights come from these samples. A collective."""
+    cfg, d, ro = run.cfg, run.dist, run.cfg.rollouts
+    mine, comps, oks, parts = [], [], [], {}
+    with timed(st, "sample", run.device):
+        for c, part in enumerate(distributed.chunks(len(kept), ro.chunk)):
+            if c % d.world != d.rank:
+                continue
+            ok, out, tokens = generate_and_verify(
+                run.student, run.tok, [kept[i] for i in part], ro.max_new_tokens, k=ro.K,
+                temperature=ro.temperature, top_p=ro.top_p,
+                generator=torch_gen(cfg.run.seed, st.step, "rl", c))
+            st.ledger.sample(tokens)
+            mine += list(part)
+            comps += [x or [run.tok.eos_id] for x in out]
+            oks.append(ok)
+            parts[c] = ok.reshape(-1, ro.K).sum(1)
+    gathered = {c: v for part in distributed.gather_objects(d, parts) for c, v in part.items()}
+    counts = (np.concatenate([gathered[c] for c in sorted(gathered)]) if gathered
+              else np.zeros(0, dtype=np.int64))
+    if len(kept):
+        st.table.measure([p.id for p in kept], counts, ro.K, st.step - 1)
+    ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
+    return np.array(mine, dtype=np.int64), comps, ok, counts

@@ -1,7 +1,7 @@
 """Seeded random streams: every random draw of a run is a function of (run.seed, step, stream).
 
 Each stream (batch order, refresh rollouts, on-policy samples, eval samples, dropout, the
-binomial draws of likelihood pass rates, on-policy window evictions) gets its
+binomial draws of likelihood pass rates, on-policy window evictions, RL's groups) gets its
 own generator per step, seeded from numpy's SeedSequence of (seed, step, stream, *sub-stream),
 so the streams are independent of each other and of how many steps ran before: a run killed
 and resumed from its checkpoint draws exactly what an uninterrupted run would have drawn.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 STREAMS = {"data": 1, "refresh": 2, "onpolicy": 3, "eval": 4, "dropout": 5,
-           "likelihood-refresh": 6, "likelihood-free": 7, "evict": 8}
+           "likelihood-refresh": 6, "likelihood-free": 7, "evict": 8, "rl": 9}
 """The independent random streams, by name (the numbers are part of the seeds: keep them)."""
 
 

@@ -12,7 +12,10 @@
                  teacher and student logits on them (distill), per-sequence divergence and
                  sum_i w_i L_i / normaliser (losses), backward, clip, AdamW; the step's
                  forward reads pass rates free where it scores the canonical answer
-                 (likelihood)
+                 (likelihood). loss.schedule = "rl" (rl_step): K student samples per kept
+                 problem (rollouts.group_samples), whose c / K replaces the table entry and
+                 gives the step's weights and normaliser; no teacher; the policy gradient
+                 sum_g w_g L_g / normaliser (losses.policy_gradient)
       evaluate   held-out accuracy, mean@k, retention when due: every boundary the refresh
                  and the step crossed, so no method skips one                (evaluate)
       log        a metrics.jsonl row with the compute ledger and the pass rates' ages; a
@@ -43,10 +46,16 @@ from paced_theory.jsonable import strict_json
 from paced_train import rundir, tasks
 from paced_train.config import RunConfig, config_to_toml
 from paced_train.loop import distributed, likelihood, losses
-from paced_train.loop.batching import candidates, pass_rate_ages, sampling_pool
+from paced_train.loop.batching import (
+    candidates,
+    completion_targets,
+    pass_rate_ages,
+    sampling_pool,
+)
 from paced_train.loop.distill import (
     load_models,
     n_params,
+    reference_logits,
     student_logits,
     teacher_logits,
     teacher_references,
@@ -54,8 +63,9 @@ from paced_train.loop.distill import (
 )
 from paced_train.loop.evaluate import evaluate, forgetting
 from paced_train.loop.ledger import Ledger, MetricsLog
+from paced_train.loop.losses import RL
 from paced_train.loop.passrates import PassRateTable, normaliser, problem_weights
-from paced_train.loop.rollouts import on_policy_samples, refresh, refresh_rows
+from paced_train.loop.rollouts import group_samples, on_policy_samples, refresh, refresh_rows
 from paced_train.loop.schedule import eval_due, loss_kind, lr_at, run_progress
 from paced_train.loop.seeding import seed_for, seeded_global_rng
 from paced_train.loop.state import Run, State, resume_state, timed
@@ -114,7 +124,7 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
     run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
               distributed.wrap(student, d, device), d)
     st = State(step=0, table=PassRateTable([p.id for p in train_set]),
-               ledger=Ledger(n_params(student), n_params(teacher)))
+               ledger=Ledger(n_params(student), n_params(teacher) if teacher else 0))
     return run, st
 
 
@@ -169,8 +179,11 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
                "loss_kind": loss_kind(cfg, st.step, st.ledger.flops),
                "w_mean": float(w[keep].mean()) if keep.any() else None,
                **pass_rate_ages(cfg, st.table, idx, st.step - 1)}
-        # step on this rank's share of the kept problems, with the global normaliser
-        if keep.any():
+        # step on this rank's share of the kept problems, with the global normaliser (rl:
+        # weights and normaliser from the step's own samples)
+        if keep.any() and row["loss_kind"] == RL:
+            row.update(rl_step(run, st, [cand[i] for i in np.flatnonzero(keep)]))
+        elif keep.any():
             norm = normaliser(w[keep], cfg.weights.normalise, cfg.optim.batch_size)
             mine = distributed.shard(d, keep)
             row.update(distill_step(run, st, [cand[i] for i in mine], w[mine], norm))
@@ -249,11 +262,57 @@ def distill_step(run: Run, st: State, batch: list, weights: np.ndarray, norm: fl
     return row
 
 
+def rl_step(run: Run, st: State, kept: list) -> dict:
+    """One policy-gradient step (loss.schedule = "rl") on the step's kept problems `kept`
+    (the same list on every rank; the sampler chose them from the table, so a weighted
+    method pays no samples for problems it skips). Each gets a group of K samples
+    (rollouts.group_samples: this rank's chunks; every group's c / K replaces its table
+    entry), then the weights w(c / K) and the GLOBAL normaliser are read from those fresh
+    counts, exactly as the divergences read theirs. Only this rank's groups that can move the
+    student go through the model: a group with c in {0, K} has zero advantage, so without
+    KL it is skipped in every method (its gradient is exactly 0; it still counts in the
+    normaliser). The teacher is never run; with loss.rl_kl > 0 the frozen initial student
+    is, charged as teacher tokens."""
+    cfg, device, d, K = run.cfg, run.device, run.dist, run.cfg.rollouts.K
+    mine, comps, ok, counts = group_samples(run, st, kept)
+    w = problem_weights(cfg.weights, st.table, [p.id for p in kept])  # from these groups
+    norm = normaliser(w, cfg.weights.normalise, cfg.optim.batch_size)
+    c = counts[mine]
+    live = [j for j in range(len(mine)) if w[mine[j]] > 0 and (
+        cfg.loss.rl_kl > 0 or 0 < c[j] < K)]
+    stats = {"reward": float(counts.sum() / (K * len(kept))), "w_mean": float(w.mean()),
+             "n_frontier": int(((counts > 0) & (counts < K)).sum())}
+    if not live:
+        return {**_idle_step(run, st, RL), **stats}
+    batch = [kept[mine[j]] for j in live for _ in range(K)]
+    samples = [comps[j * K + k] for j in live for k in range(K)]
+    kl = None
+    if cfg.loss.rl_kl > 0:
+        with timed(st, "teacher", device):
+            ref, n_ref = reference_logits(run, batch, samples)
+        st.ledger.teacher(n_ref)
+    with timed(st, "student", device), seeded_global_rng(cfg.run.seed, st.step, device):
+        logits, mask, n_tokens = student_logits(run, batch, samples)
+        T = cfg.rollouts.temperature  # the policy that drew the samples
+        logp = losses.sequence_logp(logits, completion_targets(samples, device), mask, T)
+        if cfg.loss.rl_kl > 0:
+            kl = losses.token_kl(logits, ref, mask, "reverse", temperature=T, reduction="sum")
+        rewards = torch.as_tensor(ok.reshape(-1, K)[live].reshape(-1), dtype=torch.float32)
+        groups = torch.arange(len(live)).repeat_interleave(K)
+        loss = losses.policy_gradient(logp, rewards, groups, torch.as_tensor(w[mine[live]]),
+                                      norm, scale_std=cfg.loss.rl_std, kl=kl,
+                                      kl_coef=cfg.loss.rl_kl)
+        total, grad_norm = _update(run, st, loss * d.world)  # DDP averages over W ranks
+    st.ledger.student_step(n_tokens)
+    return {"loss": total, "loss_kind": RL, "grad_norm": grad_norm, **stats}
+
+
 def _idle_step(run: Run, st: State, kind: str) -> dict:
-    """A rank with no kept problem this step while others have some (distributed only): it
-    joins the gradient all-reduce with zero gradients and takes the same optimizer step."""
+    """A rank with no kept problem this step while others have some (distributed only), or
+    an RL step none of whose groups can move the student: it joins the gradient all-reduce
+    with zero gradients and takes the same optimizer step."""
     x = torch.full((1, 1), run.tok.pad_id, dtype=torch.long, device=run.device)
-    total, grad_norm = _update(run, st, run.student_fwd(x).float().sum() * 0.0)
+    total, grad_norm = _update(run, st, (run.student_fwd or run.student)(x).float().sum() * 0.0)
     return {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
 
 

@@ -68,6 +68,26 @@ def test_method_overrides_apply_cleanly():
         cfg = apply_overrides(base, over)
         assert cfg.weights.method in ("paced", "uniform", "hard"), method
     assert apply_overrides(base, METHOD_OVERRIDES["two-stage"]).loss.schedule == "two-stage"
+    for method, weights in (("rl", "uniform"), ("paced-rl", "paced"), ("hard-rl", "hard")):
+        cfg = apply_overrides(base, METHOD_OVERRIDES[method])
+        assert (cfg.weights.method, cfg.loss.schedule) == (weights, "rl"), method
+
+
+def test_rl_keys_default_off_and_bad_values_name_the_key():
+    """loss.schedule = "rl": its knobs default to no KL and no std division; a config it
+    cannot run names the key and says what to do; its knobs are ignored by the divergences
+    (so one base config serves `paced compare --methods uniform,rl`)."""
+    cfg = load_config(None, ["loss.schedule=rl"])
+    assert (cfg.loss.rl_kl, cfg.loss.rl_std) == (0.0, False)
+    assert load_config(None, ["loss.rl_kl=0.1", "loss.rl_std=true"]).loss.schedule == "forward"
+    for item, needle in (("rollouts.K=1", "'rollouts.K' = 1: loss.schedule = 'rl'"),
+                         ("rollouts.top_p=0.9", "'rollouts.top_p' = 0.9: loss.schedule = 'rl'"),
+                         ("loss.rl_kl=-0.5", "'loss.rl_kl' must be >= 0")):
+        with pytest.raises(ConfigError, match=needle):
+            load_config(None, ["loss.schedule=rl", item])
+    with pytest.raises(ConfigError, match="'loss.schedule' = 'RL'; choose one of .*rl"):
+        load_config(None, ["loss.schedule=RL"])
+    load_config(None, ["rollouts.K=1", "rollouts.top_p=0.9"])  # fine without rl
 
 
 @pytest.mark.parametrize("body,needle", [

@@ -1,5 +1,5 @@
 """Data parallelism: two gloo processes under torchrun on CPU give the single-process run on
-the same global batch (forward KL). What is compared is what does not depend on the CPU's
+the same global batch (forward KL, and RL). What is compared is what does not depend on the CPU's
 float reduction order: the kept sets, the ledger and the pass-rate tables exactly; losses to
 1e-4 relative; the steps' gradients, through AdamW's first moment exp_avg (an exponentially
 weighted sum of every step's gradient, 0.1 g at step 1), to 1e-3 of their global norm. NOT
@@ -93,7 +93,8 @@ def mismatches(one: Path, two: Path, start: dict) -> list[str]:
     for a, b in zip(ra, rb):
         if (a["n_kept"], a["n_dropped"]) != (b["n_kept"], b["n_dropped"]):
             bad.append(f"step {a['step']}: kept sets differ")
-        for k in ("rollout_tokens", "teacher_tokens", "student_fwd_tokens", "flops"):
+        for k in ("rollout_tokens", "sample_tokens", "teacher_tokens", "student_fwd_tokens",
+                  "flops"):
             if a[k] != b[k]:  # the ledger is global, not rank 0's share
                 bad.append(f"step {a['step']}: {k} {a[k]} vs {b[k]}")
         if (a["loss"] is None) != (b["loss"] is None) or (
@@ -172,6 +173,27 @@ def test_two_ranks_run_the_two_stage_schedule(tmp_path):
     assert len(rev) == 3 and all(r["loss"] is None or r["loss"] >= 0 for r in rev)
     assert rev[-1]["rollout_tokens"] > two[2]["rollout_tokens"]  # on-policy samples counted
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["steps"] == 6
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_equal_one_process_rl(tmp_path):
+    """RL's groups are drawn per chunk of the kept problems (rollouts.chunk = 2 here, so both
+    ranks get groups), each chunk from its own seeded stream (rollouts.group_samples), not
+    per rank: an RL run on two ranks equals the single process as forward KL does, by the
+    same checks (groups' counts in the tables, sample tokens, losses, gradients). Paced
+    weights from K = 8 with the kept sampler: most steps have frontier groups on both ranks
+    (with K = 4 and the pool sampler one step in six had any, and a wrong rank-1 gradient
+    went unseen), and the normaliser is the sum of fresh weights from both ranks' groups."""
+    ov = [*COMMON, "loss.schedule=rl", "rollouts.chunk=2", "rollouts.K=8",
+          "optim.sampler=kept"]
+    _single(tmp_path / "one", ov)
+    _torchrun(tmp_path / "two", ov)
+    steps = _rows(tmp_path / "one", "step")
+    assert sum(r.get("n_frontier", 0) for r in steps) > 0  # some groups have a gradient
+    assert any(r.get("grad_norm") for r in steps) and steps[-1]["teacher_tokens"] == 0
+    assert steps[-1]["sample_tokens"] > 0
+    start = {k: v.clone() for k, v in _start_weights(ov).items()}
+    assert mismatches(tmp_path / "one", tmp_path / "two", start) == []
 
 
 def test_shards_are_disjoint_cover_the_kept_candidates_and_one_rank_is_a_no_op():

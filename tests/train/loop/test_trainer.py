@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,7 +82,7 @@ def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_pa
     assert rows(tmp_path / "c") != rows(tmp_path / "a") and stable(c) != stable(a)
 
 
-@pytest.mark.parametrize("method", ["paced", "two-stage"])
+@pytest.mark.parametrize("method", ["paced", "two-stage", "paced-rl"])
 def test_resume_reaches_the_same_final_metrics_and_weights(tiny_cfg, tmp_path, monkeypatch,
                                                            mixed_verifier, method):
     cfg = tiny_cfg(*METHOD_OVERRIDES[method])
@@ -234,6 +235,111 @@ def test_reverse_kl_samples_are_training_compute_that_updates_the_table(tiny_cfg
     assert max(table["step"]) == -1 and table["history"] == []  # samples are no measurement
     f = train(tiny_cfg("weights.method=uniform"), tmp_path / "f")
     assert f["rollout_tokens"] == 0 and sum(ckpt(tmp_path / "f")["extra"]["table"]["n"]) == 0
+
+
+NO_TEACHER = 'models.teacher="/nonexistent/teacher.safetensors"'  # rl must not load it
+
+
+def test_rl_learns_from_the_verifier_with_no_teacher_and_charges_its_samples(
+        tiny_cfg, tiny_models, tmp_path, monkeypatch, mixed_verifier):
+    """Uniform RL: every candidate gets a group of K = 4 samples (sample tokens: training
+    compute), no teacher is loaded (models.teacher names no file) or charged, no estimation
+    is paid; the groups' c / K replace their table entries (stamped, no refresh history);
+    the groups that can move the student are those with 0 < c < K, and the degenerate ones
+    still count in the normaliser (sum of weights 1 = the kept candidates)."""
+    seen = []
+    real = trainer.losses.policy_gradient
+
+    def spy(logp, rewards, groups, weights, norm, **kw):
+        seen.append((rewards.clone(), groups.clone(), weights.clone(), norm))
+        return real(logp, rewards, groups, weights, norm, **kw)
+
+    monkeypatch.setattr(trainer.losses, "policy_gradient", spy)
+    cfg = tiny_cfg(*METHOD_OVERRIDES["rl"], NO_TEACHER)
+    s = train(cfg, tmp_path / "r")
+    assert trainer.setup(cfg)[0].teacher is None
+    steps = rows(tmp_path / "r", "step")
+    assert [r["loss_kind"] for r in steps] == ["rl"] * 8 and all(r["n_kept"] == 8 for r in steps)
+    assert s["teacher_tokens"] == s["rollout_tokens"] == s["estimate_tokens"] == 0
+    assert s["rollout_flops_share"] == 0 and s["sample_tokens"] >= 8 * 8 * 4
+    n_s = load_model(tiny_models["student"])[0].num_params(non_embedding=True)
+    assert s["student_fwd_tokens"] == s["student_bwd_tokens"] > 0
+    assert s["flops"] == pytest.approx(2 * n_s * (s["sample_tokens"] + s["student_fwd_tokens"])
+                                       + 4 * n_s * s["student_bwd_tokens"])
+    table = ckpt(tmp_path / "r")["extra"]["table"]
+    measured = [i for i, t in enumerate(table["step"]) if t >= 0]
+    assert measured and all(table["n"][i] == 4 for i in measured) and table["history"] == []
+    assert seen and sum(r["n_frontier"] for r in steps) == sum(len(w) for _, _, w, _ in seen)
+    for rewards, groups, w, norm in seen:
+        c = torch.zeros(len(w)).index_add(0, groups, rewards.float())
+        assert ((c > 0) & (c < 4)).all() and (w == 1).all() and norm == 8
+
+
+def test_paced_rl_weights_each_group_by_its_own_fresh_pass_rate(tiny_cfg, tmp_path,
+                                                                monkeypatch, mixed_verifier):
+    """Paced RL: the sampler skips problems the table says are settled (n_dropped > 0),
+    so only the kept candidates are sampled; each trained group's weight is w(c / K) =
+    p_hat (1 - p_hat) of its own K samples, and the normaliser the sum of those fresh
+    weights over the step's groups."""
+    seen, sampled = [], []
+    real_pg, real_groups = trainer.losses.policy_gradient, trainer.group_samples
+
+    def spy(logp, rewards, groups, weights, norm, **kw):
+        seen.append((rewards.clone(), groups.clone(), weights.clone(), norm))
+        return real_pg(logp, rewards, groups, weights, norm, **kw)
+
+    def groups_spy(run, st, kept):
+        out = real_groups(run, st, kept)
+        sampled.append((len(kept), out[3].copy()))
+        return out
+
+    monkeypatch.setattr(trainer.losses, "policy_gradient", spy)
+    monkeypatch.setattr(trainer, "group_samples", groups_spy)
+    train(tiny_cfg(*METHOD_OVERRIDES["paced-rl"], NO_TEACHER, "rollouts.max_age=3"),
+          tmp_path / "r")
+    steps = rows(tmp_path / "r", "step")
+    assert any(r["n_dropped"] > 0 for r in steps)
+    assert [n for n, _ in sampled] == [r["n_kept"] for r in steps if r["n_kept"] > 0]
+    assert len(seen) == len(sampled)  # every step here had a frontier group
+    for (rewards, groups, w, norm), (_, counts) in zip(seen, sampled):
+        p = torch.zeros(len(w), dtype=torch.float64).index_add(0, groups, rewards.double()) / 4
+        torch.testing.assert_close(w.double(), p * (1 - p))
+        q = counts / 4
+        assert norm == pytest.approx(float(np.sum(q * (1 - q))))
+
+
+def test_rl_gives_exactly_zero_gradient_where_every_group_fails(tiny_cfg, tiny_models,
+                                                                  tmp_path):
+    """A random student and the real verifier: every group fails (c = 0), so every
+    advantage is 0, no group goes through the model, and the student's weights end exactly
+    where they started, though every step paid for its samples."""
+    s = train(tiny_cfg(*METHOD_OVERRIDES["rl"]), tmp_path / "r")
+    assert s["sample_tokens"] > 0 and s["student_fwd_tokens"] == 0
+    assert all(r["reward"] == 0 and r["grad_norm"] == 0 for r in rows(tmp_path / "r", "step"))
+    start = load_model(tiny_models["student"])[0].state_dict()
+    end = ckpt(tmp_path / "r")["model"]
+    assert all(torch.equal(end[k], start[k].float()) for k in end)
+
+
+def test_rl_raises_the_reward_it_is_trained_on(tiny_cfg, tmp_path, mixed_verifier):
+    """The policy gradient climbs: with the mixed verifier (a first character whose code is
+    divisible by 3) the random student's sampled reward rises from ~0.3 to ~1 in 40 steps
+    (with the policy gradient's sign flipped it falls to ~0.06)."""
+    train(tiny_cfg(*METHOD_OVERRIDES["rl"], "budget.steps=40", "optim.lr=1e-2",
+                   "eval.every=40", "run.ckpt_every=40"), tmp_path / "r")
+    reward = [r["reward"] for r in rows(tmp_path / "r", "step")]
+    first, last = np.mean(reward[:5]), np.mean(reward[-5:])
+    assert last > first + 0.3, (first, last)
+
+
+def test_rl_kl_runs_the_frozen_initial_student_and_charges_it(tiny_cfg, tiny_models, tmp_path,
+                                                              mixed_verifier):
+    s = train(tiny_cfg(*METHOD_OVERRIDES["rl"], NO_TEACHER, "loss.rl_kl=0.1"), tmp_path / "r")
+    n_s = load_model(tiny_models["student"])[0].num_params(non_embedding=True)
+    assert s["teacher_tokens"] == s["student_fwd_tokens"] > 0  # the reference, same batches
+    assert s["flops"] == pytest.approx(2 * n_s * (s["sample_tokens"] + s["student_fwd_tokens"]
+                                                  + s["teacher_tokens"])
+                                       + 4 * n_s * s["student_bwd_tokens"])
 
 
 def test_dropout_is_seeded_by_the_run_not_by_global_state(tiny_cfg, tmp_path):
