@@ -207,7 +207,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--methods", default="uniform,hard,paced,akl,two-stage",
                    help="comma-separated, from: uniform, hard, paced, akl, two-stage, reverse, "
-                   "uniform-reverse (config.METHOD_OVERRIDES)")
+                   "uniform-reverse, lp, rholoss, maxloss (config.METHOD_OVERRIDES; the last "
+                   "three: value criteria, docs/architecture.md)")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own "
                    "process (set run.threads=1 when jobs = cores)")

@@ -66,7 +66,8 @@ def test_method_overrides_apply_cleanly():
     base = load_config(ROOT / "configs" / "tiny.toml")
     for method, over in METHOD_OVERRIDES.items():
         cfg = apply_overrides(base, over)
-        assert cfg.weights.method in ("paced", "uniform", "hard"), method
+        assert cfg.weights.method in ("paced", "uniform", "hard", "lp", "rholoss",
+                                      "maxloss"), method
     assert apply_overrides(base, METHOD_OVERRIDES["two-stage"]).loss.schedule == "two-stage"
 
 
