@@ -18,15 +18,17 @@ forward pass, no FLOPs charged):
     LP_g = |fast_g - slow_g|
 A group never observed gets the largest LP of the observed ones (optimistic: it is tried
 before it is ranked; before any observation every LP is 0, so sampling starts uniform).
-    q_g  = softmax_g(LP_g / (lp_tau * max_h LP_h))      (uniform over groups when all LP are 0)
-    P(i) = (1 - lp_eps) q_g(i) / |g(i)| + lp_eps / N
-A step trains on optim.batch_size distinct problems drawn from P without replacement
+Every problem carries its group's LP, and the softmax is over problems:
+    P(i) = (1 - lp_eps) softmax_i(LP_g(i) / (lp_tau * max_h LP_h)) + lp_eps / N
+(all LP 0: uniform), so a cell's share is its size times its problems' softmax weight and
+equal LP keep the pool's composition (uniform weighting's distribution). A step trains on optim.batch_size distinct problems drawn from P without replacement
 (numpy's Generator.choice: each draw is proportional to P over the problems left), from the
 stream (seed, step, "lp"). Ours: the EMAs of the distillation loss, the optimistic start,
-the mixture over problems (so lp_eps = 1 is uniform weighting's distribution), and dividing
-LP by its largest value: the loss's scale falls as a run learns, so a fixed temperature in
-nats would mean near-uniform sampling early and near-greedy late; relative to max LP,
-lp_tau = 0.25 makes the most progressing group e^4 ~ 55 times as likely as a stalled one.
+the softmax over problems rather than over groups (TSCL samples tasks; with groups of one
+size the two agree), and dividing LP by its largest value: the loss's scale falls as a run
+learns, so a fixed temperature in nats would mean near-uniform sampling early and
+near-greedy late; relative to max LP, lp_tau = 0.25 makes a problem of the most progressing
+group e^4 ~ 55 times as likely as one of a stalled group.
 Why cells by default: the demo pool has ~2100 problems and a 600-step run draws 64 a step,
 so a problem is observed ~18 times a run, ~30 steps apart: its LP would rest on a handful of
 sparse observations and most problems' values would be stale or initial. A cell (300 to
@@ -171,16 +173,12 @@ def lp_values(fast: np.ndarray, slow: np.ndarray) -> np.ndarray:
 
 
 def lp_probs(lp: np.ndarray, group_of: np.ndarray, tau: float, eps: float) -> np.ndarray:
-    """P(i) = (1 - eps) q_g(i) / |g(i)| + eps / N per problem, q = softmax(LP / (tau max LP))
-    over the groups that have problems (uniform over them when every LP is 0)."""
-    n = len(group_of)
-    size = np.bincount(group_of, minlength=len(lp)).astype(float)
-    has = size > 0
-    top = lp[has].max()
-    z = np.where(has, lp / (tau * top) if top > 0 else 0.0, -np.inf)
-    q = np.exp(z - z[has].max())
-    q /= q.sum()
-    p = (1 - eps) * q[group_of] / size[group_of] + eps / n
+    """P(i) = (1 - eps) softmax_i(LP_g(i) / (tau max LP)) + eps / N per problem i, group_of[i]
+    its group (uniform when every LP is 0)."""
+    z = lp[group_of]
+    top = z.max()
+    e = np.exp((z - top) / (tau * top)) if top > 0 else np.ones(len(z))
+    p = (1 - eps) * e / e.sum() + eps / len(z)
     return p / p.sum()
 
 
