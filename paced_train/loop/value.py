@@ -21,9 +21,10 @@ before it is ranked; before any observation every LP is 0, so sampling starts un
 Every problem carries its group's LP, and the softmax is over problems:
     P(i) = (1 - lp_eps) softmax_i(LP_g(i) / (lp_tau * max_h LP_h)) + lp_eps / N
 (all LP 0: uniform), so a cell's share is its size times its problems' softmax weight and
-equal LP keep the pool's composition (uniform weighting's distribution). A step trains on optim.batch_size distinct problems drawn from P without replacement
-(numpy's Generator.choice: each draw is proportional to P over the problems left), from the
-stream (seed, step, "lp"). Ours: the EMAs of the distillation loss, the optimistic start,
+equal LP keep the pool's composition (uniform weighting's distribution). A step trains on
+optim.batch_size distinct problems drawn from P without replacement (numpy's
+Generator.choice: each draw is proportional to P over the problems left), from the stream
+(seed, step, "lp"). Ours: the EMAs of the distillation loss, the optimistic start,
 the softmax over problems rather than over groups (TSCL samples tasks; with groups of one
 size the two agree), and dividing LP by its largest value: the loss's scale falls as a run
 learns, so a fixed temperature in nats would mean near-uniform sampling early and
