@@ -113,7 +113,8 @@ class WeightsSection:
     # rholoss | maxloss: score candidates * batch_size candidates, train on the top batch_size
     candidates: int = 2
     ref_frac: float = 0.1         # rholoss: share of each cell held out for the reference
-    ref_steps: int = 100          # rholoss: the reference's training steps (batch_size each)
+    ref_steps: int = 10           # rholoss: the reference's training steps (batch_size each;
+                                  # longer ones overfit the demo's split: value.py docstring)
 
 
 @dataclass(frozen=True)
