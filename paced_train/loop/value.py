@@ -26,16 +26,18 @@ optim.batch_size distinct problems drawn from P without replacement (numpy's
 Generator.choice: each draw is proportional to P over the problems left), from the stream
 (seed, step, "lp"). Ours: the EMAs of the distillation loss, the optimistic start,
 the softmax over problems rather than over groups (TSCL samples tasks; with groups of one
-size the two agree), and dividing LP by its largest value: the loss's scale falls as a run
-learns, so a fixed temperature in nats would mean near-uniform sampling early and
-near-greedy late; relative to max LP, lp_tau = 0.25 makes a problem of the most progressing
-group e^4 ~ 55 times as likely as one of a stalled group.
+size the two agree), and dividing LP by its largest value: LP is in nats and its scale
+moves with the loss (0.003 to 0.025 across the demo's cells and steps in a 150-step smoke
+run), so a fixed temperature in nats would mean different sharpness at different times;
+relative to max LP, lp_tau = 0.25 makes a problem of the most progressing group e^4 ~ 55
+times as likely as one of a stalled group (before the lp_eps mixture).
 Why cells by default: the demo pool has ~2100 problems and a 600-step run draws 64 a step,
-so a problem is observed ~18 times a run, ~30 steps apart: its LP would rest on a handful of
+so a problem is observed ~18 times a run, ~33 steps apart: its LP would rest on a handful of
 sparse observations and most problems' values would be stale or initial. A cell (300 to
-1200 problems in the demo) is observed every step. The price is coarseness: LP cannot tell
-problems of one cell apart (TSCL itself chooses among tasks such as digit counts of
-addition). lp_group = "problem" is there to measure the other side.
+1200 problems in the demo) holds ~9 to ~37 of a uniform batch of 64, so it is observed at
+almost every step. The price is coarseness: LP cannot tell problems of one cell apart (TSCL
+itself chooses among tasks such as digit counts of addition). lp_group = "problem" is there
+to measure the other side.
 
 rholoss, reducible loss (RHO-LOSS, Mindermann et al. 2022), and maxloss, its control. At the
 first step (_prepare):
