@@ -210,8 +210,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--methods", default="uniform,hard,paced,akl,two-stage",
                    help="comma-separated, from: uniform, hard, paced, akl, two-stage, reverse, "
-                   "uniform-reverse, and RL from the verifier's reward (no teacher): rl "
-                   "(uniform), paced-rl, hard-rl (config.METHOD_OVERRIDES)")
+                   "uniform-reverse, RL from the verifier's reward (no teacher): rl "
+                   "(uniform), paced-rl, hard-rl, and value criteria: lp, rholoss, maxloss "
+                   "(config.METHOD_OVERRIDES; docs/architecture.md)")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own "
                    "process (set run.threads=1 when jobs = cores)")

@@ -93,7 +93,8 @@ class RolloutsSection:
 
 @dataclass(frozen=True)
 class WeightsSection:
-    method: str = "paced"         # paced | uniform | hard
+    method: str = "paced"         # paced | uniform | hard | lp | rholoss | maxloss (the last
+                                  # three: value criteria, loop/value.py)
     alpha: float = 1.0            # paced: w(p) = p^alpha (1-p)^beta
     beta: float = 1.0
     estimator: str = "plugin"     # plugin | unbiased | posterior
@@ -104,6 +105,18 @@ class WeightsSection:
     lo: float = 0.0               # hard: keep lo < p_hat < hi
     hi: float = 1.0
     normalise: str = "sum"        # sum: sum w L / sum w ; mean: sum w L / B ; none: sum w L
+    # value criteria (loop/value.py). lp: draw the batch from P = (1 - lp_eps) softmax(LP /
+    # (lp_tau max LP)) + lp_eps uniform, LP = |fast - slow EMA| of the training loss
+    lp_group: str = "cell"        # cell (skill x difficulty) | problem: what LP is kept for
+    lp_fast: float = 0.2          # EMA rates per observation of a group, 0 < slow < fast <= 1
+    lp_slow: float = 0.05
+    lp_tau: float = 0.25          # softmax temperature, relative to the largest LP (>= 0.01)
+    lp_eps: float = 0.1           # share of uniform sampling, in [0, 1]
+    # rholoss | maxloss: score candidates * batch_size candidates, train on the top batch_size
+    candidates: int = 2
+    ref_frac: float = 0.1         # rholoss: share of each cell held out for the reference
+    ref_steps: int = 10           # rholoss: the reference's training steps (batch_size each;
+                                  # longer ones overfit the demo's split: value.py docstring)
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("weights", "method"): METHODS,
     ("weights", "estimator"): ESTIMATORS,
     ("weights", "normalise"): NORMALISERS,
+    ("weights", "lp_group"): ("cell", "problem"),
     # two-stage: forward KL, then reverse KL; rl: policy gradient (losses.policy_gradient)
     ("loss", "schedule"): (*LOSSES, "two-stage", RL),
     ("loss", "switch_unit"): ("steps", "compute"),
@@ -226,6 +240,9 @@ METHOD_OVERRIDES: dict[str, list[str]] = {
     "rl": ["weights.method=uniform", "loss.schedule=rl"],
     "paced-rl": ["weights.method=paced", "loss.schedule=rl"],
     "hard-rl": ["weights.method=hard", "loss.schedule=rl"],
+    "lp": ["weights.method=lp", "loss.schedule=forward"],
+    "rholoss": ["weights.method=rholoss", "loss.schedule=forward"],
+    "maxloss": ["weights.method=maxloss", "loss.schedule=forward"],
 }
 
 
@@ -388,7 +405,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
             "data.n_retention": 10**6, "rollouts.K": 4096, "rollouts.max_new_tokens": 65536,
             "eval.max_new_tokens": 65536, "eval.mean_at_k": 4096, "probe.n_problems": 10**6,
             "probe.sketch_dim": 2**20, "probe.sketch_hashes": 64, "probe.n_boot": 10**5,
-            "run.threads": 1024}
+            "run.threads": 1024, "weights.candidates": 1024}
     for dotted, cap in caps.items():
         section, key = dotted.split(".")
         value = getattr(getattr(cfg, section), key, 0)
@@ -408,7 +425,8 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
                     "optim.batch_size", "budget.steps", "eval.every", "eval.mean_at_k",
                     "eval.max_new_tokens", "run.log_every", "run.ckpt_every",
                     "data.n_train_per_cell", "data.n_eval_per_cell", "data.n_retention",
-                    "probe.n_problems", "probe.sketch_hashes"]
+                    "probe.n_problems", "probe.sketch_hashes", "weights.candidates",
+                    "weights.ref_steps"]
     at_least_zero = ["optim.warmup_steps", "optim.weight_decay", "optim.grad_clip",
                      "budget.flops", "weights.alpha", "weights.beta", "probe.sketch_dim",
                      "probe.n_boot", "probe.max_per_bin", "run.threads", "rollouts.settled_K",
@@ -431,6 +449,16 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
     for key in ("add_digits", "mul_digits"):
         if any(x < 1 for x in getattr(d, key)):
             bad(f"data.{key}", f"needs digit counts >= 1 (got {list(getattr(d, key))})")
+    if not 0.0 < w.lp_slow < w.lp_fast <= 1.0:
+        bad("weights.lp_slow", f"and 'weights.lp_fast' need 0 < lp_slow < lp_fast <= 1 (EMA "
+            f"rates; got lp_slow={w.lp_slow}, lp_fast={w.lp_fast})")
+    if w.lp_tau < 0.01:
+        bad("weights.lp_tau", f"must be >= 0.01 (got {w.lp_tau}; below it the softmax "
+            "underflows to exact zeros); use lp_eps for a floor instead")
+    if not 0.0 <= w.lp_eps <= 1.0:
+        bad("weights.lp_eps", f"must be a fraction in [0, 1] (got {w.lp_eps})")
+    if not 0.0 < w.ref_frac < 1.0:
+        bad("weights.ref_frac", f"must be a fraction in (0, 1) (got {w.ref_frac})")
     if not 0.0 <= w.lo < w.hi <= 1.0:
         bad("weights.lo", f"and 'weights.hi' need 0 <= lo < hi <= 1 (got lo={w.lo}, hi={w.hi})")
     if w.estimator == "unbiased" and w.method == "paced" and (
@@ -461,6 +489,10 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
             bad("rollouts.top_p", f"= {cfg.rollouts.top_p}: loss.schedule = 'rl' scores the "
                 "samples under the full softmax (the policy gradient of what was sampled); "
                 "use top_p = 1")
+        if w.method in ("lp", "rholoss", "maxloss"):
+            bad("weights.method", f"= {w.method!r} scores problems by their distillation loss "
+                "(forward KL to the teacher), which loss.schedule = 'rl' does not compute; use "
+                "uniform, paced or hard with rl")
     if lo.privileged == "answer":
         try:
             text = lo.privileged_template.format(prompt="P", answer="A")

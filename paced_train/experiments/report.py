@@ -89,9 +89,10 @@ def comparison_markdown(result: dict) -> str:
               "budget]; training FLOPs: [0, the seed's smallest training total]). "
               "Forgetting reduction > 0: the method forgets less than uniform. Estimation: "
               "pass-rate refresh rollouts and likelihood passes (reverse KL's on-policy "
-              "samples are training). Pass-rate age: optimizer updates since the pass rates "
-              "a step read were measured, the run's oldest (max) and its steps' candidates' "
-              "mean, mean over seeds."]
+              "samples are training), and a value criterion's scoring and reference (lp, "
+              "rholoss, maxloss: ledger value_flops). Pass-rate age: optimizer updates "
+              "since the pass rates a step read were measured, the run's oldest (max) and its "
+              "steps' candidates' mean, mean over seeds."]
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from paced_train.config import RunConfig
-from paced_train.loop.passrates import PassRateTable, problem_weights
+from paced_train.loop.passrates import PassRateTable, problem_weights, reads_pass_rates
 from paced_train.loop.seeding import seed_for
 
 
@@ -39,7 +39,7 @@ def sampling_pool(cfg: RunConfig, table: PassRateTable) -> np.ndarray:
     settled. When nothing has positive weight it falls back to the whole pool (the step then
     keeps none)."""
     everything = np.arange(len(table.ids))
-    if cfg.optim.sampler == "pool" or cfg.weights.method == "uniform":
+    if cfg.optim.sampler == "pool" or not reads_pass_rates(cfg.weights.method):
         return everything
     kept = np.flatnonzero(problem_weights(cfg.weights, table, table.ids) > 0)
     return kept if kept.size else everything
@@ -52,8 +52,9 @@ def pass_rate_ages(cfg: RunConfig, table: PassRateTable, cand: np.ndarray,
     over the step's candidates `cand` (indices into the table), and pass_rate_age_max, the
     oldest entry the sampler read: the whole table under optim.sampler = "kept" (a problem
     left out as solved or hopeless is decided by its pass rate too), the candidates under
-    "pool". None for both under uniform weighting, which reads no pass rate."""
-    if cfg.weights.method == "uniform" or len(cand) == 0:
+    "pool". None for both under uniform weighting and the value criteria, which read no pass
+    rate."""
+    if not reads_pass_rates(cfg.weights.method) or len(cand) == 0:
         return {"pass_rate_age": None, "pass_rate_age_max": None}
     ages = table.ages(step)
     read = ages if cfg.optim.sampler == "kept" else ages[cand]

@@ -1,7 +1,7 @@
 """The compute ledger (tokens processed and estimated FLOPs, cumulative over a run) and the
 metrics.jsonl log it is written to every step.
 
-Six token counters, each the number of real (non-padding) token positions processed:
+Seven token counters, each the number of real (non-padding) token positions processed:
   rollout_tokens       student generation for pass-rate refreshes (prompt tokens once, then
                        every generated token; KV cache)
   estimate_tokens      student teacher-forced forward passes that measure pass rates from the
@@ -16,14 +16,19 @@ Six token counters, each the number of real (non-padding) token positions proces
                        frozen initial student, N_teacher = N_student; 0 when loss.rl_kl = 0)
   student_fwd_tokens   student forward passes of training batches
   student_bwd_tokens   student backward passes of training batches
+  value_tokens         the work of a value criterion (weights.method = rholoss | maxloss,
+                       value.py): teacher and student forwards that score candidates, and
+                       the reference student's training and forwards; their FLOPs are summed
+                       in value_flops (the models and passes differ: ledger.value)
 FLOPs use the standard dense-transformer estimate (Kaplan et al. 2020):
   forward  = 2 N tokens,   backward = 4 N tokens,
 with N the NON-embedding parameter count of the model doing the work (N_student for rollouts
 and training, N_teacher for the teacher). It ignores attention's sequence-length term, which
 is small at our sequence lengths. Evaluation is measurement, not training, and is not
-charged. Pass-rate estimation = rollout_tokens + estimate_tokens (estimation_flops): what a
-weighted method pays that uniform does not. Ours: the accounting rule (it is what makes
-equal-compute comparisons fair to uniform weighting: PACED's estimation is charged in full).
+charged. Estimation = pass-rate estimation (rollout_tokens + estimate_tokens) + value_flops
+(estimation_flops): what a weighted method pays that uniform does not. Ours: the accounting
+rule (it is what makes equal-compute comparisons fair to uniform weighting: PACED's
+estimation and a value criterion's scoring are charged in full).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from paced_theory.errors import InputError
 from paced_theory.jsonable import strict_json
 
 FIELDS = ("rollout_tokens", "estimate_tokens", "sample_tokens", "teacher_tokens",
-          "student_fwd_tokens", "student_bwd_tokens", "flops")
+          "student_fwd_tokens", "student_bwd_tokens", "flops", "value_tokens", "value_flops")
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Ledger:
     student_fwd_tokens: int = 0
     student_bwd_tokens: int = 0
     flops: float = 0.0
+    value_tokens: int = 0
+    value_flops: float = 0.0
 
     def rollout(self, tokens: int) -> None:
         """Student generation for a pass-rate refresh over `tokens` positions: 2 N_student
@@ -91,6 +98,16 @@ class Ledger:
         self.student_forward(tokens)
         self.student_backward(tokens)
 
+    def value(self, tokens: int, teacher: bool = False, backward: bool = False) -> None:
+        """A value criterion's work over `tokens` positions (value.py): a teacher forward
+        (2 N_teacher tokens), a student-sized forward (the student or the reference student,
+        a copy of it: 2 N_student tokens), or with backward=True a training step of the
+        reference (6 N_student tokens)."""
+        per = 2.0 * self.n_teacher if teacher else (6.0 if backward else 2.0) * self.n_student
+        self.value_tokens += int(tokens)
+        self.value_flops += per * int(tokens)
+        self.flops += per * int(tokens)
+
     @property
     def rollout_flops(self) -> float:
         """The FLOPs of student generation for pass-rate refreshes."""
@@ -98,9 +115,11 @@ class Ledger:
 
     @property
     def estimation_flops(self) -> float:
-        """The FLOPs of pass-rate estimation: refresh rollouts and likelihood passes (not the
-        on-policy samples, which are training compute)."""
-        return 2.0 * self.n_student * (self.rollout_tokens + self.estimate_tokens)
+        """The FLOPs a weighting pays that uniform does not: pass-rate estimation (refresh
+        rollouts and likelihood passes; not the on-policy samples, which are training
+        compute) and a value criterion's work (value_flops)."""
+        return 2.0 * self.n_student * (self.rollout_tokens + self.estimate_tokens) \
+            + self.value_flops
 
     def row(self) -> dict:
         """The cumulative counters (what metrics.jsonl logs every step)."""

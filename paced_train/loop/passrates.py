@@ -24,7 +24,9 @@ Weights come from paced_theory.kernels, never re-implemented here:
            an exact entry: beta_kernel(P) = w(P), the weight itself (no estimator needed)
   hard     hard_band(p_hat, lo, hi) = 1 if lo < p_hat < hi else 0
   uniform  uniform_kernel(p_hat) = 1
-A problem not yet measured gets weight 1 under uniform and 0 otherwise.
+  lp, rholoss, maxloss  1: a value criterion (value.py) chooses the batch instead; it
+           reads no pass rate (reads_pass_rates), so no refresh is paid for
+A problem not yet measured gets weight 1 under uniform and the value criteria, 0 otherwise.
 Paper: w(p) = p^alpha (1-p)^beta with p from K = 8 student rollouts, default alpha = beta = 1,
 so problems the student always or never solves get weight 0 (docs/theory.md §1). Ours: the
 unbiased and posterior estimators (docs/theory.md §5), the window of on-policy outcomes, and
@@ -38,7 +40,11 @@ import numpy as np
 from paced_theory.errors import InputError
 from paced_theory.kernels import beta_kernel, estimate_weight, hard_band, uniform_kernel
 
-METHODS = ("paced", "uniform", "hard")
+PASS_RATE_METHODS = ("paced", "hard")
+"""The weightings that read the pass-rate table (the only ones that pay for refreshes)."""
+VALUE_METHODS = ("lp", "rholoss", "maxloss")
+"""Value criteria (loop/value.py): they choose which problems a step trains on, weight 1."""
+METHODS = ("paced", "uniform", "hard", *VALUE_METHODS)
 NORMALISERS = ("sum", "mean", "none")
 
 
@@ -209,7 +215,9 @@ def problem_weights(cfg_weights, table: PassRateTable, ids) -> np.ndarray:
     counted = (n > 0) & ~exact
     measured = counted | exact
     p_hat = table.rates(ids)[measured]
-    if w.method == "uniform":
+    if w.method in VALUE_METHODS:
+        out[:] = 1.0
+    elif w.method == "uniform":
         out[:] = 1.0
         out[measured] = uniform_kernel(p_hat)
     elif w.method == "hard":
@@ -223,6 +231,13 @@ def problem_weights(cfg_weights, table: PassRateTable, ids) -> np.ndarray:
         if exact.any():
             out[exact] = beta_kernel(p[exact], w.alpha, w.beta)
     return out
+
+
+def reads_pass_rates(method: str) -> bool:
+    """Whether weights.method reads the pass-rate table: uniform and the value criteria do
+    not, so refreshes (rollouts.refresh_rows), likelihood reads and pass-rate ages skip them
+    (equal-compute comparisons charge every refresh)."""
+    return method in PASS_RATE_METHODS
 
 
 def normaliser(weights: np.ndarray, mode: str, batch_size: int) -> float:

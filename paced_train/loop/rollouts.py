@@ -52,7 +52,7 @@ from paced_train.config import RunConfig
 from paced_train.loop import distributed
 from paced_train.loop.distributed import autocast
 from paced_train.loop.likelihood import refresh_likelihood
-from paced_train.loop.passrates import PassRateTable, problem_weights
+from paced_train.loop.passrates import PassRateTable, problem_weights, reads_pass_rates
 from paced_train.loop.seeding import seed_for, torch_gen
 from paced_train.loop.state import Run, State, timed
 from paced_train.tasks import Problem, verify
@@ -96,9 +96,10 @@ def generate_and_verify(model, tok, problems: list[Problem], max_new_tokens: int
 def refresh_rows(cfg: RunConfig, st: State) -> np.ndarray | None:
     """The training problems (indices into the table) to measure before the next step, under
     the refresh policy (module docstring); None when no refresh is due. Uniform weighting
-    never reads pass rates, so it pays for none (equal-compute comparisons charge them)."""
+    and the value criteria (value.py) never read pass rates, so they pay for none
+    (equal-compute comparisons charge them)."""
     ro, table, led = cfg.rollouts, st.table, st.ledger
-    if cfg.weights.method == "uniform":
+    if not reads_pass_rates(cfg.weights.method):
         return None
     everything = np.arange(len(table.ids))
     if st.last_refresh < 0:

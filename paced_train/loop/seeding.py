@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 STREAMS = {"data": 1, "refresh": 2, "onpolicy": 3, "eval": 4, "dropout": 5,
-           "likelihood-refresh": 6, "likelihood-free": 7, "evict": 8, "rl": 9}
+           "likelihood-refresh": 6, "likelihood-free": 7, "evict": 8, "rl": 9,
+           "lp": 21, "reference": 22}  # value.py: learning-progress draws, the reference
 """The independent random streams, by name (the numbers are part of the seeds: keep them)."""
 
 

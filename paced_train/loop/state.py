@@ -19,10 +19,10 @@ from paced_train.loop.passrates import PassRateTable
 from paced_train.models.checkpoint import load_checkpoint
 from paced_train.tasks import Problem
 
-PHASES = ("rollout", "estimate", "sample", "teacher", "student", "eval")
+PHASES = ("rollout", "estimate", "sample", "teacher", "student", "eval", "value")
 """The timed phases of a run (State.timers, summary.json's timers_s): rollout and estimate
 are pass-rate estimation (refresh rollouts, likelihood passes), sample is reverse KL's
-on-policy generation (training)."""
+on-policy generation (training), value a value criterion's choice of the batch (value.py)."""
 
 
 @dataclass
@@ -42,6 +42,8 @@ class Run:
     student_fwd: torch.nn.Module | None = None   # the DDP wrapper of student when distributed
     dist: distributed.Dist = field(default_factory=distributed.Dist)
     prompt_cache: dict = field(default_factory=dict)  # "teacher"/"student" -> id -> tokens
+    value: dict = field(default_factory=dict)  # what a value criterion reads (value.py): the
+                                               # reference's split, cached teacher logits
 
 
 @dataclass
@@ -63,6 +65,7 @@ class State:
     idle_refreshes: int = 0     # refreshes in a row after which every weight was 0
     last_refresh: int = -1      # step of the last pass-rate refresh (-1: none yet)
     refresh_cut: bool = False   # the last check was cut by max_share or the budget (transient)
+    value: dict = field(default_factory=dict)  # a value criterion's state (value.py)
 
     def extra(self, cfg: RunConfig) -> dict:
         """The checkpoint's JSON part: this state and the run's config."""
@@ -73,7 +76,7 @@ class State:
                 "refresh_rows": self.refresh_rows,
                 "first_refresh_flops": self.first_refresh_flops,
                 "idle_refreshes": self.idle_refreshes,
-                "last_refresh": self.last_refresh,
+                "last_refresh": self.last_refresh, "value": self.value,
                 "config": config_to_toml(cfg)}
 
     def load(self, step: int, extra: dict, refresh_every: int) -> None:
@@ -91,6 +94,7 @@ class State:
         self.refresh_rows = int(extra.get("refresh_rows", len(self.table.ids)))
         self.first_refresh_flops = float(extra.get("first_refresh_flops", 0.0))
         self.idle_refreshes = int(extra.get("idle_refreshes", 0))
+        self.value = dict(extra.get("value", {}))
         self.last_refresh = int(extra.get("last_refresh",
                                           step - step % max(refresh_every, 1)))
 

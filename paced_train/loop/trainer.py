@@ -5,7 +5,7 @@
       rollouts   measure the pass rates that are due: K verified student rollouts, or
                  the likelihood of the canonical answer                (rollouts, likelihood)
       weights    B candidates (batching) weighted from the table by paced_theory's
-                 kernels                                                       (passrates)
+                 kernels (passrates), or B problems chosen by a value criterion    (value)
       drop       problems of weight 0 leave the batch HERE, before any teacher or student
                  forward pass; the rest is split over ranks                    (distributed)
       step       completions (teacher references, or fresh student samples for reverse KL),
@@ -45,7 +45,7 @@ from paced_theory.errors import PacedError
 from paced_theory.jsonable import strict_json
 from paced_train import rundir, tasks
 from paced_train.config import RunConfig, config_to_toml
-from paced_train.loop import distributed, likelihood, losses
+from paced_train.loop import distributed, likelihood, losses, value
 from paced_train.loop.batching import (
     candidates,
     completion_targets,
@@ -64,7 +64,13 @@ from paced_train.loop.distill import (
 from paced_train.loop.evaluate import evaluate, forgetting
 from paced_train.loop.ledger import Ledger, MetricsLog
 from paced_train.loop.losses import RL
-from paced_train.loop.passrates import PassRateTable, normaliser, problem_weights
+from paced_train.loop.passrates import (
+    VALUE_METHODS,
+    PassRateTable,
+    normaliser,
+    problem_weights,
+    reads_pass_rates,
+)
 from paced_train.loop.rollouts import group_samples, on_policy_samples, refresh, refresh_rows
 from paced_train.loop.schedule import eval_due, loss_kind, lr_at, run_progress
 from paced_train.loop.seeding import seed_for, seeded_global_rng
@@ -109,7 +115,7 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
     d, device = distributed.init(cfg.run.device)
     student, teacher, tok = load_models(cfg, device)
     train_set, heldout, retention = tasks.build_problems(cfg)
-    if cfg.rollouts.source == "likelihood" and cfg.weights.method != "uniform":
+    if cfg.rollouts.source == "likelihood" and reads_pass_rates(cfg.weights.method):
         likelihood.check_source(cfg, train_set, tok)  # names a problem it cannot measure
     if isinstance(tok, CharTokenizer):  # a fixed character set: JSONL text may fall outside
         every = train_set + heldout + retention
@@ -119,10 +125,11 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
         for view in (every, teacher_view(cfg, every)):
             # errors name the file and line, before the run writes anything
             tasks.check_prompts(view, tok.encode_prompt, context)
+    train_set, ref_split = value.split_reference(cfg, d.world, train_set)  # rholoss only
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
-              distributed.wrap(student, d, device), d)
+              distributed.wrap(student, d, device), d, value={"reference_split": ref_split})
     st = State(step=0, table=PassRateTable([p.id for p in train_set]),
                ledger=Ledger(n_params(student), n_params(teacher) if teacher else 0))
     return run, st
@@ -169,8 +176,12 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
         for g in run.opt.param_groups:
             g["lr"] = lr
         # weights of this step's candidates, then drop every problem of weight 0
-        pool = sampling_pool(cfg, st.table)
-        idx = pool[candidates(len(pool), cfg.optim.batch_size, cfg.run.seed, st.step)]
+        if cfg.weights.method in VALUE_METHODS:  # a value criterion picks the batch
+            idx, picked = value.pick(run, st)
+        else:
+            pool = sampling_pool(cfg, st.table)
+            idx, picked = pool[candidates(len(pool), cfg.optim.batch_size, cfg.run.seed,
+                                          st.step)], {}
         cand = [run.train_set[i] for i in idx]
         w = problem_weights(cfg.weights, st.table, [p.id for p in cand])
         keep = w > 0
@@ -178,7 +189,7 @@ def _train(cfg: RunConfig, out_dir: Path, resume: bool) -> dict:
                "n_dropped": int((~keep).sum()), "loss": None,
                "loss_kind": loss_kind(cfg, st.step, st.ledger.flops),
                "w_mean": float(w[keep].mean()) if keep.any() else None,
-               **pass_rate_ages(cfg, st.table, idx, st.step - 1)}
+               **pass_rate_ages(cfg, st.table, idx, st.step - 1), **picked}
         # step on this rank's share of the kept problems, with the global normaliser (rl:
         # weights and normaliser from the step's own samples)
         if keep.any() and row["loss_kind"] == RL:
@@ -238,7 +249,7 @@ def distill_step(run: Run, st: State, batch: list, weights: np.ndarray, norm: fl
         completions = on_policy_samples(run, st, batch)
     else:
         completions = teacher_references(run, st, batch)
-    live = cfg.rollouts.source == "likelihood" and cfg.weights.method != "uniform"
+    live = cfg.rollouts.source == "likelihood" and reads_pass_rates(cfg.weights.method)
     read: tuple[list, np.ndarray] = ([], np.zeros(0))
     if not batch:
         row = _idle_step(run, st, kind)
@@ -255,6 +266,7 @@ def distill_step(run: Run, st: State, batch: list, weights: np.ndarray, norm: fl
                                        losses.weighted_loss(per_seq, w, norm) * d.world)
         st.ledger.student_step(n_tokens)
         row = {"loss": total, "loss_kind": kind, "grad_norm": grad_norm}
+        value.observe(run, st, batch, per_seq)  # lp: the losses feed learning progress
         if live:  # pass rates read free where the step scored the canonical answer
             read = likelihood.free_reads(run, batch, completions, s_logits)
     if live:
@@ -355,22 +367,26 @@ def _eval_row(st: State, ev: dict) -> dict:
 
 def _summary(run: Run, st: State) -> dict:
     t = st.timers
-    busy = sum(t.get(k, 0.0) for k in ("rollout", "estimate", "sample", "teacher", "student"))
-    est = t["rollout"] + t.get("estimate", 0.0)
+    busy = sum(t.get(k, 0.0) for k in ("rollout", "estimate", "sample", "teacher", "student",
+                                       "value"))
+    est = t["rollout"] + t.get("estimate", 0.0) + t.get("value", 0.0)
     ref_ok = list(st.reference_ok.values())
     return {"name": run.cfg.run.name, "steps": st.step, **st.last_eval,
             "retention_start": st.retention_start,
             "forgetting": forgetting(st.retention_start, st.last_eval["retention"]),
             **st.ledger.row(), "wall_s": round(st.wall, 3),
             "timers_s": {k: round(v, 3) for k, v in t.items()},
-            # pass-rate estimation (refresh rollouts + likelihood passes; on-policy samples
-            # are training) as a share of the training phases' time (rollout + estimate +
-            # sample + teacher + student; what `paced compare` reports), of the whole wall
-            # time, and of the FLOPs. The keys keep their old names.
+            # estimation (refresh rollouts + likelihood passes + a value criterion's work;
+            # on-policy samples are training) as a share of the training phases' time
+            # (rollout + estimate + sample + teacher + student + value; what `paced compare`
+            # reports), of the whole wall time, and of the FLOPs. The keys keep their old
+            # names; value_flops_share is the value criterion's part of the FLOPs.
             "rollout_share": est / busy if busy > 0 else 0.0,
             "rollout_share_of_wall": est / st.wall if st.wall > 0 else 0.0,
             "rollout_flops_share": (st.ledger.estimation_flops / st.ledger.flops
                                     if st.ledger.flops > 0 else 0.0),
+            "value_flops_share": (st.ledger.value_flops / st.ledger.flops
+                                  if st.ledger.flops > 0 else 0.0),
             "pass_rate_histogram": st.table.histogram(),
             "refreshes": len(st.table.history),
             "pass_rate_shares_start": st.table.shares(0, run.cfg.rollouts.K),

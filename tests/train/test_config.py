@@ -66,7 +66,8 @@ def test_method_overrides_apply_cleanly():
     base = load_config(ROOT / "configs" / "tiny.toml")
     for method, over in METHOD_OVERRIDES.items():
         cfg = apply_overrides(base, over)
-        assert cfg.weights.method in ("paced", "uniform", "hard"), method
+        assert cfg.weights.method in ("paced", "uniform", "hard", "lp", "rholoss",
+                                      "maxloss"), method
     assert apply_overrides(base, METHOD_OVERRIDES["two-stage"]).loss.schedule == "two-stage"
     for method, weights in (("rl", "uniform"), ("paced-rl", "paced"), ("hard-rl", "hard")):
         cfg = apply_overrides(base, METHOD_OVERRIDES[method])
@@ -166,3 +167,11 @@ def test_pass_rate_keys_default_to_what_configs_before_them_meant():
         load_config(None, ["rollouts.max_age=-1"])
     demo = load_config(ROOT / "paced_train" / "configs" / "demo.toml")
     assert demo.rollouts.source == "likelihood" and demo.rollouts.max_age == 50
+
+
+def test_value_criteria_are_refused_under_rl():
+    """lp / rholoss / maxloss read distillation losses, which the RL loss does not compute."""
+    for m in ("lp", "rholoss", "maxloss"):
+        with pytest.raises(ConfigError, match="weights.method"):
+            load_config(None, [f"weights.method={m}", "loss.schedule=rl"])
+    load_config(None, ["weights.method=paced", "loss.schedule=rl"])

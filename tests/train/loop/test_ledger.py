@@ -19,13 +19,24 @@ def test_ledger_arithmetic():
     assert led.flops == 2 * 10 * 5 + 2 * 100 * 3 + (2 + 4) * 10 * 2 + 2 * 10 * 1
     assert led.row() == {"rollout_tokens": 5, "estimate_tokens": 0, "sample_tokens": 0,
                          "teacher_tokens": 3, "student_fwd_tokens": 3,
-                         "student_bwd_tokens": 2, "flops": led.flops}
+                         "student_bwd_tokens": 2, "flops": led.flops, "value_tokens": 0,
+                         "value_flops": 0.0}
     led.rollout(5)  # cumulative
     assert led.rollout_tokens == 10 and led.flops == pytest.approx(840 + 100)
     led.estimate(4)  # a likelihood pass: estimation, 2N per token
     led.sample(7)    # on-policy samples: 2N per token, training compute
     assert led.flops == pytest.approx(940 + 2 * 10 * 11)
     assert led.rollout_flops == 2 * 10 * 10 and led.estimation_flops == 2 * 10 * (10 + 4)
+    # a value criterion's work (value.py): teacher 2 N_T, a student-sized forward 2 N_S, a
+    # reference training token 6 N_S; all of it estimation, none of it training
+    flops = led.flops
+    led.value(3, teacher=True)
+    led.value(5)
+    led.value(7, backward=True)
+    spent = 2 * 100 * 3 + 2 * 10 * 5 + 6 * 10 * 7
+    assert led.value_tokens == 15 and led.value_flops == spent
+    assert led.flops == pytest.approx(flops + spent)
+    assert led.estimation_flops == 2 * 10 * (10 + 4) + spent
     other = Ledger(10, 100)
     other.load(led.state())
     assert other == led
