@@ -68,11 +68,22 @@ def stratify(c: np.ndarray, K: int, max_per_bin: int, rng: np.random.Generator) 
     return np.sort(np.concatenate(keep)).astype(int)
 
 
+def problem_loss(run: Run, problems, completions, kind: str):
+    """(per-problem losses (B,), student tokens, teacher tokens): the loop's divergence
+    `kind` (losses.divergence with the config's [loss] section) on the given completions,
+    the teacher reading its view of each problem, and the token positions each model's
+    forward processed (what the ledger charges). The one place both probes take a problem's
+    loss: a new loss kind goes here."""
+    t_logits, n_t = teacher_logits(run, problems, completions)
+    s_logits, mask, n_s = student_logits(run, problems, completions)
+    return losses.divergence(kind, s_logits, t_logits, mask, run.cfg.loss), n_s, n_t
+
+
 def problem_gradients(run: Run, problems, completions, params, kind: str, desc: str = "",
                       progress: bool = False):
     """Yield, per problem, (flat gradient (D,) float32 on the run's device, student tokens,
-    teacher tokens): the gradient of the problem's distillation loss `kind` (the loop's
-    losses.divergence on one completion) with respect to `params`, and the token positions
+    teacher tokens): the gradient of the problem's distillation loss `kind` (problem_loss
+    on its completion) with respect to `params`, and the token positions
     the student and teacher forwards processed (what the ledger would charge). The teacher
     sees its view of each problem (privileged context when configured). A parameter the loss
     does not reach contributes zeros. Shared by the SNR and the value probe.
@@ -82,10 +93,8 @@ def problem_gradients(run: Run, problems, completions, params, kind: str, desc: 
                desc=desc, unit="problem", leave=False, file=sys.stderr, dynamic_ncols=True,
                mininterval=1.0)
     for prob, comp in bar:
-        t_logits, n_t = teacher_logits(run, [prob], [comp])
-        s_logits, mask, n_s = student_logits(run, [prob], [comp])
-        loss = losses.divergence(kind, s_logits, t_logits, mask, run.cfg.loss).sum()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        loss, n_s, n_t = problem_loss(run, [prob], [comp], kind)
+        grads = torch.autograd.grad(loss.sum(), params, allow_unused=True)
         yield (torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                           for g, p in zip(grads, params)]).float().detach(), n_s, n_t)
 
