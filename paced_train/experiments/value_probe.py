@@ -186,6 +186,21 @@ def value_rows(run: Run, problems, completions, H: torch.Tensor, params, kind: s
             np.asarray(flops, dtype=np.float64), np.stack(rows).astype(np.float64))
 
 
+def heldout_resolution(H: np.ndarray, sizes: np.ndarray) -> dict:
+    """Is the held-out gradient resolved? From the group gradients H (G, D) with sizes n_j:
+    "norm2" = |h|^2 of their weighted mean h, "noise" = tr Cov(h) (the sampling noise in
+    it: the groups' spread tr Cov_hat / G, snr.bin_snr's noise / G; exact for equal groups),
+    "signal" = norm2 - noise, unbiased for |E grad L_val|^2 over the held-out distribution.
+    A signal not clearly above the noise means the alignments measure mostly the held-out
+    sample's noise, and a larger held-out set (data.n_eval_per_cell) is needed."""
+    G = H.shape[0]
+    h = sizes @ H / sizes.sum()
+    noise = float(bin_snr(H, 0)["noise"]) / G if G > 1 else float("nan")
+    norm2 = float(h @ h)
+    return {"norm2": norm2, "noise": noise, "signal": norm2 - noise, "groups": G,
+            "group_sizes": sizes.tolist()}
+
+
 def _groups(n: int, seed: int) -> list[np.ndarray]:
     """A seeded split of n held-out problems into min(HELDOUT_GROUPS, n) near-equal groups."""
     perm = np.random.default_rng([seed, 8]).permutation(n)
@@ -268,7 +283,7 @@ def run_value_probe(cfg: RunConfig, out_dir: Path, smoothness: float | None = No
                    + ("to the teacher's greedy reference" if pc.loss == "forward"
                       else "on one student sample each")},
         "smoothness": {"L": L, **curv},
-        "heldout_grad_norm": float(h.norm()),
+        "heldout": heldout_resolution(H.cpu().numpy().astype(np.float64), sizes),
         "value_bins": value_bins, "snr_bins": snr_bins,
         "pass_rate_counts": pp.pool_counts,
         "probed_counts": np.bincount(pp.c, minlength=K + 1).tolist(),
@@ -323,12 +338,20 @@ def summary(result: dict) -> str:
     """What `paced value-probe` prints: the value table, the smoothness, and the kernels
     fitted to value beside those fitted to SNR (value.json holds full precision)."""
     cfg, sm = result["config"], result["smoothness"]
+    ho = result["heldout"]
     lines = [f"value by pass rate p_hat = c/{cfg['K']} ({cfg['loss']} KL; held-out loss: "
              f"{cfg['heldout_loss']}, {cfg['n_heldout']} problems); step eta = optim.lr = "
              f"{cfg['eta']:g}, smoothness L = {_g(sm['L'])} "
              + ("(given)" if "given" in sm else
                 f"(top |eigenvalue| of the held-out Hessian, {sm['iters']} power iterations, "
                 f"last relative change {_g(sm['rel_change'])})"),
+             f"held-out gradient: |grad L_val|^2 = {_g(ho['norm2'])}, of which sampling noise "
+             f"{_g(ho['noise'])} (tr Cov / n, from {ho['groups']} groups): |E grad|^2 = "
+             f"{_g(ho['signal'])}"
+             + ("" if ho["signal"] > 2 * ho["noise"] else
+                " -- NOT resolved (flag: below twice the noise): the alignments below are "
+                "mostly the held-out sample's noise; a larger held-out set: "
+                "data.n_eval_per_cell"),
              "align = <mean g, grad L_val>; E|g|^2; value/FLOP = (eta align - eta^2 L E|g|^2 "
              "/ 2) / FLOPs; eta_bal = 2 align / (L E|g|^2); 95 % bootstrap over problems and "
              "held-out groups:",
