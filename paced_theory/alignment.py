@@ -61,8 +61,9 @@ def bin_value(align, sq, flops, eta: float, L: float, group_sizes=None, n_boot: 
     group_sizes (G,) the held-out problems per group (default: equal). Returns {"n", and for
     each of align, sq, weight, value, first, second, eta_balance: the estimate and its
     "<key>_lo", "<key>_hi" bounds (and "weight_se", the replicates' standard deviation: the
-    kernel fit's weights), "flops", "eta_best"}. n_boot = 0 draws no random number and gives
-    NaN bounds; n < 2 gives NaN bounds too. Ours.
+    kernel fit's weights), "flops", "eta_best", "sq_max_share" (the largest problem's share
+    of the bin's sum of ||g||^2: near 1, M is one problem's)}. n_boot = 0 draws no random
+    number and gives NaN bounds; n < 2 gives NaN bounds too. Ours.
     """
     a = np.asarray(align, dtype=float)
     a = a[:, None] if a.ndim == 1 else a
@@ -79,7 +80,8 @@ def bin_value(align, sq, flops, eta: float, L: float, group_sizes=None, n_boot: 
     gw = np.ones(G) if group_sizes is None else np.asarray(group_sizes, dtype=float).ravel()
     if gw.shape != (G,) or np.any(~(gw > 0)):
         raise InputError(f"bin_value: group_sizes needs {G} positive entries (got {gw})")
-    out = {"n": n, **_stats(a, gw, sq, flops, eta, L)}
+    out = {"n": n, **_stats(a, gw, sq, flops, eta, L),
+           "sq_max_share": float(sq.max() / sq.sum()) if sq.sum() > 0 else float("nan")}
     nan = float("nan")
     for k in _KEYS:
         out[f"{k}_lo"] = out[f"{k}_hi"] = nan

@@ -318,7 +318,8 @@ def fit_value(bins: list[dict]) -> dict:
 
 VALUE_COLUMNS = ("p", "n", "align", "align_lo", "align_hi", "sq", "sq_lo", "sq_hi", "weight",
                  "weight_lo", "weight_hi", "weight_se", "flops", "first", "second", "value",
-                 "value_lo", "value_hi", "eta_balance", "eta_balance_lo", "eta_balance_hi")
+                 "value_lo", "value_hi", "eta_balance", "eta_balance_lo", "eta_balance_hi",
+                 "sq_max_share")
 
 
 def write_value_csv(path: Path, bins: list[dict]) -> None:
@@ -353,16 +354,17 @@ def summary(result: dict) -> str:
                 "mostly the held-out sample's noise; a larger held-out set: "
                 "data.n_eval_per_cell"),
              "align = <mean g, grad L_val>; E|g|^2; value/FLOP = (eta align - eta^2 L E|g|^2 "
-             "/ 2) / FLOPs; eta_bal = 2 align / (L E|g|^2); 95 % bootstrap over problems and "
-             "held-out groups:",
+             "/ 2) / FLOPs; eta_bal = 2 align / (L E|g|^2); max|g|^2: the largest problem's "
+             "share of the bin's sum |g|^2; 95 % bootstrap over problems and held-out groups:",
              f"{'p_hat':>6} {'n':>4} {'align':>9} {'[95 %]':<19} {'E|g|^2':>8} {'a/m':>9} "
-             f"{'[95 %]':<19} {'value/FLOP':>10} {'eta_bal':>8}"]
+             f"{'[95 %]':<19} {'value/FLOP':>10} {'eta_bal':>8} {'max|g|^2':>8}"]
     for b in result["value_bins"]:
         lines.append(f"{b['p']:6.3f} {b['n']:4d} {_g(b['align']):>9} "
                      f"{'[' + _g(b['align_lo']) + ', ' + _g(b['align_hi']) + ']':<19} "
                      f"{_g(b['sq']):>8} {_g(b['weight']):>9} "
                      f"{'[' + _g(b['weight_lo']) + ', ' + _g(b['weight_hi']) + ']':<19} "
-                     f"{_g(b['value']):>10} {_g(b['eta_balance']):>8}")
+                     f"{_g(b['value']):>10} {_g(b['eta_balance']):>8} "
+                     f"{_g(b['sq_max_share']):>8}")
     lines += ["", "Beta kernels p^alpha (1-p)^beta fitted to value (a/m; mass n E|g|^2) and to "
               "SNR (mass n); eta: efficiency on its own curve:"]
     for key in ("beta_ls", "beta_eff", "beta_linf"):

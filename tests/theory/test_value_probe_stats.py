@@ -39,6 +39,7 @@ def test_bin_value_point_estimates_by_hand():
     assert r["align"] == pytest.approx(A) and r["sq"] == pytest.approx(M)
     assert r["value"] == pytest.approx((0.1 * A - 0.01 * 2.0 * M / 2) / F)
     assert r["weight"] == pytest.approx(A / M)
+    assert r["sq_max_share"] == pytest.approx(sq.max() / sq.sum())
     assert np.isnan(r["align_lo"]) and np.isnan(r["weight_se"])
     at = bin_value(a, sq, flops, eta=r["eta_balance"], L=2.0, group_sizes=sizes, n_boot=0)
     assert at["value"] == pytest.approx(0.0, abs=1e-12)
