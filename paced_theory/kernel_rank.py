@@ -36,6 +36,7 @@ from scipy.stats import rankdata
 from paced_theory.efficiency import PassRateMeasure, efficiency
 from paced_theory.errors import InputError
 from paced_theory.kernels import beta_kernel
+from paced_theory.stats import BOOT_MIN_SEEDS
 
 __all__ = ["GRID", "read_kernel_map", "kernel_scores", "spearman", "rank_agreement",
            "compare_predictions", "probe_predictions", "kernel_map_ranking", "ranking_table"]
@@ -237,6 +238,10 @@ def ranking_table(rank: dict) -> str:
             f"{rank['predictions'][n]['scores'][i]:15.3f}" for n in names))
     lines += ["", f"Spearman's rho, predicted against measured ranking, 95 % paired bootstrap "
               f"over the {len(rank['seeds'])} seeds:"]
+    if len(rank["seeds"]) < BOOT_MIN_SEEDS:
+        lines.append(f"  (fewer than {BOOT_MIN_SEEDS} seeds: S seeds give few distinct "
+                     "resamples and the percentile interval under-covers (stats.py); read "
+                     "the intervals as the spread of a few resamples, not as 95 %)")
     for n in names:
         r = rank["predictions"][n]
         prm = "" if r["params"] is None else f" ({r['params'][0]:.2f}, {r['params'][1]:.2f})"

@@ -146,9 +146,9 @@ def test_value_fit_recovers_a_planted_kernel():
 def test_value_probe_command_end_to_end(tiny_models, tmp_path, capsys):
     """`paced value-probe` at tiny size, with --study on a planted study.csv: the files, strict
     JSON, the printed tables and the ranking."""
-    from paced_train.cli import main
-
     import csv
+
+    from paced_train.cli import main
 
     study = tmp_path / "study.csv"
     with open(study, "w", newline="") as f:  # arms like "beta0.5,2" are quoted, as study.py's
