@@ -1,4 +1,5 @@
-"""Training subcommands of `paced`: train, compare, demo, snr-probe, pretrain, models.
+"""Training subcommands of `paced`: train, compare, demo, study, snr-probe, value-probe,
+pretrain, models.
 Heavy imports (torch) happen inside the handlers so that `paced theory ...` starts fast."""
 
 from __future__ import annotations
@@ -158,6 +159,34 @@ def _cmd_snr_probe(args) -> int:
     return 0
 
 
+def _cmd_value_probe(args) -> int:
+    from paced_train.config import load_config
+    from paced_train.experiments.value_probe import run_value_probe, summary
+
+    cfg = load_config(args.config, list(args.overrides))
+    if args.study:  # check the study file before the probe's minutes are spent
+        from paced_theory.kernel_rank import read_kernel_map
+
+        read_kernel_map(args.study, args.pool, cfg.probe.loss)
+    out = Path(args.out) if args.out else run_dir_for(cfg.run.name, "value-")
+    from paced_train.rundir import claim_output
+
+    with claim_output(out, marks=("value.json", "value.csv", "value.png"),
+                      overwrite=args.overwrite, what="value probe"):
+        res = run_value_probe(cfg, out, smoothness=args.smoothness)
+    print(summary(res))
+    print(f"wrote {out}/value.csv, value.png, value.json, snr.csv, snr.png ({res['wall_s']} s)")
+    if args.study:
+        from paced_theory.kernel_rank import kernel_map_ranking, ranking_table
+
+        rank = kernel_map_ranking(res, args.study, args.pool)
+        (out / "ranking.json").write_text(_dumps(rank))
+        print()
+        print(ranking_table(rank))
+        print(f"wrote {out}/ranking.json")
+    return 0
+
+
 def _cmd_pretrain(args) -> int:
     from paced_train.experiments.pretrain import check_not_shipped, default_out, pretrain
     from paced_train.loop.distributed import resolve_device
@@ -260,6 +289,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier probe in OUT (refused without it)")
     p.set_defaults(func=_cmd_snr_probe)
+
+    p = sub.add_parser(
+        "value-probe", help="measure the value of a problem by pass-rate bin (alignment with "
+        "the held-out gradient per FLOP) beside its gradient SNR, and fit kernels to both",
+        description="The SNR probe's pool and per-problem gradients (probe.* keys), plus the "
+        "held-out gradient of the same loss kind on the run's held-out problems: per bin "
+        "c/K, the alignment <mean g, grad L_val>, E|g|^2, the value weight align/E|g|^2, the "
+        "predicted held-out loss decrease per FLOP at eta = optim.lr, (eta align - eta^2 L "
+        "E|g|^2 / 2) / FLOPs, and the eta where its two terms balance; Beta kernels fitted to "
+        "value and to SNR (docs/theory.md §10.7). Writes OUT/value.csv, value.png, "
+        "value.json and the SNR probe's snr.csv, snr.png.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--out", help="output directory (default runs/value-<run.name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier value probe in OUT (refused without it)")
+    p.add_argument("--smoothness", type=float, default=None, metavar="L",
+                   help="the smoothness L of the held-out loss (default: the largest "
+                   "|eigenvalue| of its Hessian at the student, by power iteration)")
+    p.add_argument("--study", metavar="CSV", default=None,
+                   help="a study.csv: also rank its kernel map (the nine Beta (a, b) arms of "
+                   "--pool) by each fitted kernel and print Spearman's rho with a paired "
+                   "seed-bootstrap interval (value kernel against SNR kernel); writes "
+                   "OUT/ranking.json")
+    p.add_argument("--pool", default="demo", help="the study pool whose kernel map --study "
+                   "ranks (default demo; the probe's config should hold that pool)")
+    p.set_defaults(func=_cmd_value_probe)
 
     p = sub.add_parser("pretrain", help="train the recipe of the shipped teacher or student, "
                        "or the large GPU pair, from scratch (into runs/pretrain/ by default)")

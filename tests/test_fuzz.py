@@ -13,7 +13,8 @@ are directories or files). Every case must
     an allocation sized by an input fails here instead of swapping the machine.
 
 Runs stay tiny: valid training runs take one step of the tiny random GPTs; commands whose
-valid runs are long (demo, study, snr-probe, pretrain, models fetch) are drawn invalid.
+valid runs are long (demo, study, snr-probe, value-probe, pretrain, models fetch) are
+drawn invalid.
 The draws are derandomized (the same cases every run, so the suite is deterministic); set
 PACED_FUZZ_EXAMPLES=500 to run more, freshly random, cases. Ours.
 """
@@ -326,10 +327,11 @@ def test_train_and_compare(data, tiny_models, monkeypatch, capsys, guarded):
 @fuzz_settings(40)
 @given(data=st.data())
 def test_other_commands_with_bad_inputs(data, tiny_models, monkeypatch, capsys, guarded):
-    """demo, study, snr-probe, pretrain, models: drawn so that each case is refused before
-    any long work starts (their valid runs are tested elsewhere)."""
+    """demo, study, snr-probe, value-probe, pretrain, models: drawn so that each case is
+    refused before any long work starts (their valid runs are tested elsewhere)."""
     inputs = config_inputs(data, tiny_models)
-    which = data.draw(st.sampled_from(["demo", "study", "snr-probe", "pretrain", "models"]))
+    which = data.draw(st.sampled_from(["demo", "study", "snr-probe", "value-probe", "pretrain",
+                                       "models"]))
     if which == "demo":
         argv = ["demo", "--quick", *data.draw(st.sampled_from(
             [["--seeds", "0"], ["--seeds", "-1"], ["--seeds", "x"], ["--out", "{work}/afile"],
@@ -337,12 +339,15 @@ def test_other_commands_with_bad_inputs(data, tiny_models, monkeypatch, capsys, 
     elif which == "study":
         argv = ["study", data.draw(st.sampled_from(["{in}/dir", "{in}/missing.toml",
                                                     "{in}/data.jsonl"])), "--size", "quick"]
-    elif which == "snr-probe":
-        argv = ["snr-probe", data.draw(st.sampled_from(["{in}/dir", "{in}/missing.toml",
-                                                        "{in}/data.jsonl"])),
+    elif which in ("snr-probe", "value-probe"):
+        argv = [which, data.draw(st.sampled_from(["{in}/dir", "{in}/missing.toml",
+                                                  "{in}/data.jsonl"])),
                 *data.draw(st.lists(OVERRIDES, max_size=1))]
         if data.draw(st.booleans()):
             argv += ["--out", "{work}/afile"]
+        if which == "value-probe" and data.draw(st.booleans()):
+            argv += ["--study", data.draw(st.sampled_from(["{in}/missing.csv",
+                                                           "{in}/run.toml"]))]
     elif which == "pretrain":
         argv = ["pretrain", data.draw(st.sampled_from(["student", "teacher", "student-large",
                                                        "oracle"]))]

@@ -22,6 +22,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,24 +68,46 @@ def stratify(c: np.ndarray, K: int, max_per_bin: int, rng: np.random.Generator) 
     return np.sort(np.concatenate(keep)).astype(int)
 
 
-def per_problem_gradients(run: Run, problems, completions, params, sketch,
-                          kind: str, progress: bool = False) -> np.ndarray:
-    """One (sketched) gradient of the distillation loss per problem, shape (n, d or D).
-    The teacher sees its view of each problem (privileged context when configured).
-    progress: a bar on stderr (one tick per problem)."""
-    rows = []
+def problem_loss(run: Run, problems, completions, kind: str):
+    """(per-problem losses (B,), student tokens, teacher tokens): the loop's divergence
+    `kind` (losses.divergence with the config's [loss] section) on the given completions,
+    the teacher reading its view of each problem, and the token positions each model's
+    forward processed (what the ledger charges). The one place both probes take a problem's
+    loss: a new loss kind goes here."""
+    t_logits, n_t = teacher_logits(run, problems, completions)
+    s_logits, mask, n_s = student_logits(run, problems, completions)
+    return losses.divergence(kind, s_logits, t_logits, mask, run.cfg.loss), n_s, n_t
+
+
+def problem_gradients(run: Run, problems, completions, params, kind: str, desc: str = "",
+                      progress: bool = False):
+    """Yield, per problem, (flat gradient (D,) float32 on the run's device, student tokens,
+    teacher tokens): the gradient of the problem's distillation loss `kind` (problem_loss
+    on its completion) with respect to `params`, and the token positions
+    the student and teacher forwards processed (what the ledger would charge). The teacher
+    sees its view of each problem (privileged context when configured). A parameter the loss
+    does not reach contributes zeros. Shared by the SNR and the value probe.
+    progress: a bar on stderr (one tick per problem) labelled `desc`."""
     run.student.train()
     bar = tqdm(zip(problems, completions), total=len(problems), disable=not progress,
-               desc=f"snr-probe [4/{len(STEPS)}] gradients", unit="problem", leave=False,
-               file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+               desc=desc, unit="problem", leave=False, file=sys.stderr, dynamic_ncols=True,
+               mininterval=1.0)
     for prob, comp in bar:
-        t_logits, _ = teacher_logits(run, [prob], [comp])
-        s_logits, mask, _ = student_logits(run, [prob], [comp])
-        loss = losses.divergence(kind, s_logits, t_logits, mask, run.cfg.loss).sum()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                          for g, p in zip(grads, params)]).float()
-        rows.append((sketch(flat) if sketch is not None else flat).detach().cpu().numpy())
+        loss, n_s, n_t = problem_loss(run, [prob], [comp], kind)
+        grads = torch.autograd.grad(loss.sum(), params, allow_unused=True)
+        yield (torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                          for g, p in zip(grads, params)]).float().detach(), n_s, n_t)
+
+
+def per_problem_gradients(run: Run, problems, completions, params, sketch,
+                          kind: str, progress: bool = False) -> np.ndarray:
+    """One (sketched) gradient of the distillation loss per problem, shape (n, d or D)
+    (problem_gradients, each through the sketch when one is given).
+    progress: a bar on stderr (one tick per problem)."""
+    rows = [(sketch(flat) if sketch is not None else flat).cpu().numpy()
+            for flat, _, _ in problem_gradients(
+                run, problems, completions, params, kind,
+                f"snr-probe [4/{len(STEPS)}] gradients", progress)]
     return np.stack(rows).astype(np.float64)
 
 
@@ -94,25 +117,27 @@ STEPS = ("models and problem pool", "K student rollouts per problem (pass rates)
          "SNR per pass-rate bin with bootstrap intervals, kernel fits, plot")
 
 
-def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
-    """Measure the SNR curve (module docstring) into out_dir and return probe.json's content.
-    progress: a legend line, one line per finished step and a bar for the gradients, on
-    stderr."""
+@dataclass
+class ProbePool:
+    """What both probes measure on: the run (models and config), the probed problems, their
+    pass-rate counts c out of K, the completion each problem's loss is taken on, and the
+    pool's counts per c before stratification."""
+
+    run: Run
+    pool: list
+    c: np.ndarray
+    completions: list
+    pool_counts: list[int]
+    n_pool: int
+
+
+def probe_pool(cfg: RunConfig, done=lambda i, what="": None) -> ProbePool:
+    """Steps 1-3 of the SNR probe, shared with the value probe: load the models, draw
+    probe.n_problems training problems (seeded), K student rollouts each (verified: c of K
+    correct), stratify by c (probe.max_per_bin), and the completions to score: the teacher's
+    greedy references (probe.loss = "forward") or the first of the student's own samples
+    ("reverse"). done(i, what) is called after step i."""
     pc = cfg.probe
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-
-    def done(i: int, what: str = "") -> None:
-        if progress:
-            print(f"snr-probe [{i}/{len(STEPS)}] {STEPS[i - 1].split(' (')[0]}"
-                  f"{': ' + what if what else ''}: done at {time.time() - t0:.1f} s",
-                  file=sys.stderr, flush=True)
-
-    if progress:
-        print(f"snr-probe, {len(STEPS)} steps: " + "; ".join(
-            f"{i} {s}" for i, s in enumerate(STEPS, 1)) + ". One line per finished step, with "
-            "the seconds since the start", file=sys.stderr, flush=True)
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     student, teacher, tok = load_models(cfg, device)
@@ -142,13 +167,45 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
         refs = samples
     comps = [r if r else [tok.eos_id] for r in refs]
     done(3, f"{len(comps)} problems kept")
-    named = [(n, p) for n, p in student.named_parameters() if n.startswith(pc.param_prefix)]
+    return ProbePool(run, pool, c, comps, pool_counts, len(c_all))
+
+
+def probe_params(student, prefix: str) -> tuple[list, int]:
+    """(the student's parameters whose name starts with probe.param_prefix, their total
+    size D); ConfigError when the prefix matches none."""
+    named = [(n, p) for n, p in student.named_parameters() if n.startswith(prefix)]
     if not named:
-        raise ConfigError(f"probe.param_prefix = {pc.param_prefix!r} matches no parameter; "
+        raise ConfigError(f"probe.param_prefix = {prefix!r} matches no parameter; "
                           f"e.g. {[n for n, _ in student.named_parameters()][:4]}")
     params = [p for _, p in named]
-    D = sum(p.numel() for p in params)
-    sketch = (CountSketch(D, pc.sketch_dim, pc.sketch_hashes, seed=cfg.run.seed, device=device)
+    return params, sum(p.numel() for p in params)
+
+
+def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Measure the SNR curve (module docstring) into out_dir and return probe.json's content.
+    progress: a legend line, one line per finished step and a bar for the gradients, on
+    stderr."""
+    pc = cfg.probe
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    def done(i: int, what: str = "") -> None:
+        if progress:
+            print(f"snr-probe [{i}/{len(STEPS)}] {STEPS[i - 1].split(' (')[0]}"
+                  f"{': ' + what if what else ''}: done at {time.time() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    if progress:
+        print(f"snr-probe, {len(STEPS)} steps: " + "; ".join(
+            f"{i} {s}" for i, s in enumerate(STEPS, 1)) + ". One line per finished step, with "
+            "the seconds since the start", file=sys.stderr, flush=True)
+    pp = probe_pool(cfg, done)
+    run, pool, c, comps, pool_counts = pp.run, pp.pool, pp.c, pp.completions, pp.pool_counts
+    params, D = probe_params(run.student, pc.param_prefix)
+    K = cfg.rollouts.K
+    sketch = (CountSketch(D, pc.sketch_dim, pc.sketch_hashes, seed=cfg.run.seed,
+                          device=run.device)
               if pc.sketch_dim > 0 else None)
     G = per_problem_gradients(run, pool, comps, params, sketch, pc.loss, progress)
     done(4, f"{len(pool)} gradients of {D} parameters, sketched to {G.shape[1]}")
@@ -160,7 +217,7 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
             bins.append({"p": k / K, **bin_snr(G[sel], pc.n_boot, boot_rng)})
     write_csv(out_dir / "snr.csv", bins)
     result = {"config": {"loss": pc.loss, "K": K, "n_problems": len(pool),
-                         "n_pool": len(c_all), "max_per_bin": pc.max_per_bin, "params": D,
+                         "n_pool": pp.n_pool, "max_per_bin": pc.max_per_bin, "params": D,
                          "param_prefix": pc.param_prefix, "sketch_dim": pc.sketch_dim,
                          "sketch_hashes": pc.sketch_hashes, "student": cfg.models.student,
                          "teacher": cfg.models.teacher, "privileged": cfg.loss.privileged},
