@@ -56,7 +56,12 @@ GROUPS = {"A": ("lr 3e-3 (the demo)", [], ARMS_A), "B": ("lr 6e-3", ["optim.lr=6
           # group D (bench/results/study/PLAN.md addendum 1, exploratory H16): the normaliser
           "D": ("demo, paced-binomial's normaliser", [],
                 {"uniform": ARMS_A["uniform"], "paced-binomial": ARMS_A["paced-binomial"],
-                 "paced-binomial-mean": ARMS_A["paced-binomial"] + ["weights.normalise=mean"]})}
+                 "paced-binomial-mean": ARMS_A["paced-binomial"] + ["weights.normalise=mean"]}),
+          # groups E and F: bench/results/rl_value/PLAN.md (issue 18)
+          "E": ("demo, value criteria (forward KL)", [],
+                {m: METHOD_OVERRIDES[m] for m in ("uniform", "lp", "maxloss", "rholoss")}),
+          "F": ("demo pool, RL from the verifier (lr: --rl-lr)", [],
+                {m: METHOD_OVERRIDES[m] for m in ("rl", "paced-rl")})}
 # (group, arm, against): the plan's comparisons H1-H9, in its order
 COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
                ("A", "two-stage", "uniform"), ("A", "hard", "uniform"),
@@ -68,7 +73,9 @@ COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
                ("C-frontier-rev", "reverse", "uniform-reverse"),
                ("C-hopeless-rev", "reverse", "uniform-reverse"),
                ("D", "paced-binomial-mean", "paced-binomial"),
-               ("D", "paced-binomial-mean", "uniform")]
+               ("D", "paced-binomial-mean", "uniform"),
+               ("E", "lp", "uniform"), ("E", "maxloss", "uniform"), ("E", "rholoss", "uniform"),
+               ("E", "rholoss", "maxloss"), ("F", "paced-rl", "rl")]
 AGE_LIMIT = 60       # steps: the plan's freshness check (10 % of the 600-step budget)
 SHARE_LIMIT = 0.10   # estimation's share of FLOPs
 
@@ -141,19 +148,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--groups", default="A", help="comma-separated: A (lr 3e-3), B (lr 6e-3), "
                     "C-frontier, C-hopeless, C-hopeless+, C-frontier-rev, C-hopeless-rev, "
-                    "C (all five), D (the normaliser, exploratory)")
+                    "C (all five), D (the normaliser, exploratory), E (value criteria), F (RL)")
     ap.add_argument("--a-dir", default="runs/demo10/compare",
                     help="group A's runs (default: the 10-seed demo's, reused)")
     ap.add_argument("--out", default="runs/verdict")
     ap.add_argument("--quick", action="store_true", help="the demo's --quick sizes (a test)")
+    ap.add_argument("--rl-lr", type=float, default=None,
+                    help="group F's learning rate (the plan's pilot picks it; required for F)")
     a = ap.parse_args(argv)
     base = load_config(demo_config_path(), ["run.progress=false"] + (QUICK if a.quick else []))
     names = [g.strip() for g in a.groups.split(",") if g.strip()]
     names = [n for g in names for n in ([k for k in GROUPS if k.startswith("C-")]
                                         if g == "C" else [g])]
     out = Path(a.out)
+    if "F" in names and a.rl_lr is None:
+        ap.error("group F needs --rl-lr (bench/results/rl_value/PLAN.md: the pilot picks it)")
+    extra = {"F": [f"optim.lr={a.rl_lr}"]}
     groups = [Group(Path(a.a_dir) if g == "A" else out / g,
-                    apply_overrides(base, GROUPS[g][1]), GROUPS[g][2]) for g in names]
+                    apply_overrides(base, GROUPS[g][1] + extra.get(g, [])), GROUPS[g][2])
+              for g in names]
     t0 = time.time()
     with ExitStack() as held:  # one writer per group directory, as paced compare does
         for g in groups:
