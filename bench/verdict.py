@@ -56,7 +56,9 @@ GROUPS = {"A": ("lr 3e-3 (the demo)", [], ARMS_A), "B": ("lr 6e-3", ["optim.lr=6
           # group D (bench/results/study/PLAN.md addendum 1, exploratory H16): the normaliser
           "D": ("demo, paced-binomial's normaliser", [],
                 {"uniform": ARMS_A["uniform"], "paced-binomial": ARMS_A["paced-binomial"],
-                 "paced-binomial-mean": ARMS_A["paced-binomial"] + ["weights.normalise=mean"]}),
+                 "paced-binomial-mean": ARMS_A["paced-binomial"] + ["weights.normalise=mean"],
+                 # addendum 2, H20: candidates from the whole pool, weight-0 ones dropped
+                 "paced-binomial-pool": ARMS_A["paced-binomial"] + ["optim.sampler=pool"]}),
           # groups E and F: bench/results/rl_value/PLAN.md (issue 18)
           "E": ("demo, value criteria (forward KL)", [],
                 {m: METHOD_OVERRIDES[m] for m in ("uniform", "lp", "maxloss", "rholoss")}),
@@ -74,6 +76,8 @@ COMPARISONS = [("A", "paced", "uniform"), ("A", "paced-binomial", "uniform"),
                ("C-hopeless-rev", "reverse", "uniform-reverse"),
                ("D", "paced-binomial-mean", "paced-binomial"),
                ("D", "paced-binomial-mean", "uniform"),
+               ("D", "paced-binomial-pool", "paced-binomial"),
+               ("D", "paced-binomial-pool", "uniform"),
                ("E", "lp", "uniform"), ("E", "maxloss", "uniform"), ("E", "rholoss", "uniform"),
                ("E", "rholoss", "maxloss"), ("F", "paced-rl", "rl")]
 AGE_LIMIT = 60       # steps: the plan's freshness check (10 % of the 600-step budget)
