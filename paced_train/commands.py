@@ -136,7 +136,8 @@ def _cmd_study(args) -> int:
     with lock_dir(out):  # one study at a time in out (it reuses and resumes runs there)
         pools = load_pools(args.pools) if args.pools else None
         summary = run_study(cfg, out, size=args.size, jobs=args.jobs, seeds=args.seeds,
-                            overwrite=args.overwrite_runs, pools=pools)
+                            overwrite=args.overwrite_runs, pools=pools,
+                            kernel_seeds=args.kernel_seeds)
     print((out / "table.md").read_text())
     print(f"wrote {out}/study.csv, table.md, phase.png, kernel_map.png ({summary['runs']} runs, "
           f"{summary['wall_s']:.0f} s)")
@@ -272,6 +273,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", choices=["default", "quick"], default="default",
                    help="default: ~100 runs, under an hour on 2 cores; quick: seconds")
     p.add_argument("--seeds", type=int, default=None, help="override the size's seed count")
+    p.add_argument("--kernel-seeds", type=int, default=None,
+                   help="run the Beta (a, b) grid on the first N seeds only (it runs after "
+                   "every other arm; its rows say how many seeds they have)")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--pools", metavar="FILE", default=None,

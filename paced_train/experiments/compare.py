@@ -77,12 +77,14 @@ class Group:
     """Arms compared on the same seeds at equal compute: arms maps a name to its config
     overrides, and the FIRST arm is the baseline whose run of budget.steps sets each seed's
     FLOPs budget (unless cfg.budget.flops is set). Runs go to out_dir/<arm>/seed<s>.
-    `late` arms start only when no other run of any group is waiting (run_groups)."""
+    `late` arms start only when no other run of any group is waiting (run_groups), and run
+    on the first `late_seeds` seeds only if that is set (their lists hold None after it)."""
 
     out_dir: Path
     cfg: RunConfig
     arms: dict[str, list[str]]
     late: tuple[str, ...] = ()
+    late_seeds: int | None = None
 
 
 def run_config(cfg: RunConfig, overrides: list[str], name: str, seed: int,
@@ -169,6 +171,8 @@ def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool =
         for gi, g in enumerate(groups):
             for s in range(seeds):
                 for arm in g.arms:
+                    if arm in g.late and g.late_seeds is not None and s >= g.late_seeds:
+                        continue
                     record(gi, arm, s, _worker(*job(gi, arm, s)))
         return runs
     # a ready queue, `jobs` runs in flight: seed-major (seed s of every group before seed
@@ -189,10 +193,13 @@ def run_groups(groups: list[Group], seeds: int, jobs: int = 1, overwrite: bool =
             for fut in finished:
                 gi, arm, s = pending.pop(fut)
                 record(gi, arm, s, fut.result())
-                if arm == next(iter(groups[gi].arms)):
-                    for other in list(groups[gi].arms)[1:]:
-                        heapq.heappush(ready, (int(other in groups[gi].late), s, next(order),
-                                               gi, other))
+                g = groups[gi]
+                if arm == next(iter(g.arms)):
+                    for other in list(g.arms)[1:]:
+                        late = other in g.late
+                        if late and g.late_seeds is not None and s >= g.late_seeds:
+                            continue
+                        heapq.heappush(ready, (int(late), s, next(order), gi, other))
     return runs
 
 

@@ -120,6 +120,7 @@ class StudySize:
     reverse_pools: tuple[str, ...]
     kernels: tuple[tuple[float, float], ...] = tuple(KERNEL_GRID)
     overrides: tuple[str, ...] = ()
+    kernel_seeds: int | None = None  # the Beta grid on the first n seeds only (None: all)
 
 
 SIZES = {
@@ -163,7 +164,8 @@ def study_groups(cfg: RunConfig, out: Path, size: StudySize,
         arms = forward_arms(kernels)
         # the Beta grid runs after the primary arms (run_groups' `late`)
         groups.append(Group(out / f"{pool}-forward", apply_overrides(cfg, over), arms,
-                            late=tuple(a for a in arms if a.startswith("beta"))))
+                            late=tuple(a for a in arms if a.startswith("beta")),
+                            late_seeds=size.kernel_seeds))
     for pool in size.reverse_pools:
         groups.append(Group(out / f"{pool}-reverse",
                             apply_overrides(cfg, pools[pool] + list(size.overrides)),
@@ -180,19 +182,28 @@ def arm_params(cfg: RunConfig) -> dict:
 
 
 def tidy_rows(group: Group, runs: dict[str, list[dict]]) -> list[dict]:
-    """One row per run of a group: pool, arm, seed, measured shares, metrics, ratios."""
-    per = seed_metrics(runs)
+    """One row per run of a group: pool, arm, seed, measured shares, metrics, ratios. An arm
+    run on the first n seeds only (Group.late_seeds) is measured against those n baseline
+    runs."""
     base = next(iter(runs))
     seeds = len(runs[base])
+    full = {a: rs for a, rs in runs.items() if all(r is not None for r in rs)}
+    per = seed_metrics(full)
+    for arm, rs in runs.items():
+        if arm not in full:
+            n = next(i for i, r in enumerate(rs) if r is None)
+            per[arm] = seed_metrics({base: runs[base][:n], arm: rs[:n]})[arm] if n else {}
     shares = []
     for s in range(seeds):  # the pool at the start, from any weighted run of this seed
-        found = [rs[s].get("pass_rate_shares_start") for rs in runs.values()]
+        found = [rs[s].get("pass_rate_shares_start") for rs in runs.values() if rs[s]]
         shares.append(next((x for x in found if x), None) or {})
     pool, loss = group.out_dir.name.rsplit("-", 1)
     rows = []
     for arm, rs in runs.items():
         cfg = apply_overrides(group.cfg, group.arms[arm])
         for s in range(seeds):
+            if rs[s] is None:  # a late arm's seeds beyond Group.late_seeds
+                continue
             m, u = per[arm], per[base]
             rows.append({
                 "pool": pool, "loss": loss, "arm": arm, **arm_params(cfg), "seed": s,
@@ -236,9 +247,11 @@ def read_csv(path: Path) -> list[dict]:
 
 def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int = 2,
               seeds: int | None = None, overwrite: bool = False,
-              pools: dict[str, list[str]] | None = None) -> dict:
+              pools: dict[str, list[str]] | None = None,
+              kernel_seeds: int | None = None) -> dict:
     """Run (or continue) a study; writes OUT/study.csv and the report; returns its summary.
-    pools: pool definitions (load_pools) instead of POOLS."""
+    pools: pool definitions (load_pools) instead of POOLS; kernel_seeds: the Beta grid on the
+    first n seeds only (it runs after every other arm)."""
     if size not in SIZES:
         raise ConfigError(f"study: unknown size {size!r}; choose from {', '.join(SIZES)}")
     out = Path(out)
@@ -246,6 +259,10 @@ def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int 
     n_seeds = seeds or spec.seeds
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be >= 1 (got {n_seeds})")
+    if kernel_seeds is not None:
+        if kernel_seeds < 1:
+            raise ConfigError(f"--kernel-seeds must be >= 1 (got {kernel_seeds})")
+        spec = dataclasses.replace(spec, kernel_seeds=min(kernel_seeds, n_seeds))
     t0 = time.time()
     groups = study_groups(cfg, out, spec, pools=pools)
     runs = run_groups(groups, n_seeds, jobs, overwrite)
@@ -254,8 +271,8 @@ def run_study(cfg: RunConfig, out: Path | str, size: str = "default", jobs: int 
     write_csv(rows, out / "study.csv")
     kernel_pool = spec.kernel_pool if pools is None else with_pools(spec, pools).kernel_pool
     summary = study_report(rows, out, kernel_pool=kernel_pool)
-    summary.update(size=size, seeds=n_seeds, jobs=jobs, wall_s=round(time.time() - t0, 1),
-                   runs=len(rows))
+    summary.update(size=size, seeds=n_seeds, kernel_seeds=spec.kernel_seeds, jobs=jobs,
+                   wall_s=round(time.time() - t0, 1), runs=len(rows))
     (out / "study.json").write_text(json.dumps(strict_json(summary), indent=2,
                                                 allow_nan=False))
     return summary
@@ -273,7 +290,9 @@ def arm_table(rows: list[dict]) -> list[dict]:
     out = []
     for pool, loss, arm in dict.fromkeys((r["pool"], r["loss"], r["arm"]) for r in rows):
         rs = sorted(_by(rows, pool=pool, loss=loss, arm=arm), key=lambda r: r["seed"])
-        us = sorted(_by(rows, pool=pool, loss=loss, arm="uniform"), key=lambda r: r["seed"])
+        seeds = {r["seed"] for r in rs}  # an arm run on fewer seeds: paired on those
+        us = sorted([u for u in _by(rows, pool=pool, loss=loss, arm="uniform")
+                     if u["seed"] in seeds], key=lambda r: r["seed"])
         auc = paired([r["auc"] for r in rs], [u["auc"] for u in us], kind="ratio")
         final = paired([r["final_acc"] for r in rs], [u["final_acc"] for u in us])
         comp = t_interval([r["compute_ratio_to_uniform"] for r in rs])

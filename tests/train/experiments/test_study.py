@@ -123,3 +123,24 @@ def test_count_arms_read_counts_where_the_base_reads_exact_p():
     for arm in ("paced-binomial", "floor", "posterior"):
         assert apply_overrides(base, arms[arm]).rollouts.likelihood == "binomial"
     assert apply_overrides(base, arms["paced"]).rollouts.likelihood == "exact"
+
+
+def test_kernel_seeds_runs_the_grid_on_fewer_seeds_paired_with_those(tiny_models, tmp_path):
+    """--kernel-seeds 1 of 2 seeds: the Beta arms have one row each, compared with uniform's
+    seed 0 only; every other arm has both seeds."""
+    out = tmp_path / "s"
+    args = ["study", "configs/tiny.toml", "--size", "quick", "--seeds", "2", "--kernel-seeds",
+            "1", "--jobs", "1", "--out", str(out), f'models.student="{tiny_models["student"]}"',
+            f'models.teacher="{tiny_models["teacher"]}"']
+    assert main(args) == 0
+    rows = read_csv(out / "study.csv")
+    beta = [r for r in rows if str(r["arm"]).startswith("beta")]
+    assert beta and all(r["seed"] == 0 for r in beta)
+    assert {r["seed"] for r in rows if r["arm"] == "paced"} == {0, 1}
+    t = {(x["pool"], x["loss"], x["arm"]): x for x in arm_table(rows)}
+    b = beta[0]
+    u0 = next(r for r in rows if (r["pool"], r["loss"], r["arm"], r["seed"]) ==
+              (b["pool"], "forward", "uniform", 0))
+    cell = t[(b["pool"], "forward", b["arm"])]
+    assert cell["n"] == 1  # paired with uniform's seed 0 alone (positional pairing would raise)
+    assert cell["final_diff"]["per_seed"] == pytest.approx([b["final_acc"] - u0["final_acc"]])
