@@ -131,6 +131,25 @@ class ProbePool:
     n_pool: int
 
 
+def step_printer(name: str, steps: list[str], progress: bool):
+    """A legend line of the probe's numbered steps now (stderr), and done(i, what) that
+    prints one line per finished step with the seconds since this call (nothing if not
+    progress)."""
+    t0 = time.time()
+    if progress:
+        print(f"{name}, {len(steps)} steps: " + "; ".join(
+            f"{i} {s}" for i, s in enumerate(steps, 1)) + ". One line per finished step, with "
+            "the seconds since the start", file=sys.stderr, flush=True)
+
+    def done(i: int, what: str = "") -> None:
+        if progress:
+            print(f"{name} [{i}/{len(steps)}] {steps[i - 1].split(' (')[0]}"
+                  f"{': ' + what if what else ''}: done at {time.time() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    return done
+
+
 def probe_pool(cfg: RunConfig, done=lambda i, what="": None) -> ProbePool:
     """Steps 1-3 of the SNR probe, shared with the value probe: load the models, draw
     probe.n_problems training problems (seeded), K student rollouts each (verified: c of K
@@ -189,17 +208,7 @@ def run_probe(cfg: RunConfig, out_dir: Path, progress: bool = True) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-
-    def done(i: int, what: str = "") -> None:
-        if progress:
-            print(f"snr-probe [{i}/{len(STEPS)}] {STEPS[i - 1].split(' (')[0]}"
-                  f"{': ' + what if what else ''}: done at {time.time() - t0:.1f} s",
-                  file=sys.stderr, flush=True)
-
-    if progress:
-        print(f"snr-probe, {len(STEPS)} steps: " + "; ".join(
-            f"{i} {s}" for i, s in enumerate(STEPS, 1)) + ". One line per finished step, with "
-            "the seconds since the start", file=sys.stderr, flush=True)
+    done = step_printer("snr-probe", STEPS, progress)
     pp = probe_pool(cfg, done)
     run, pool, c, comps, pool_counts = pp.run, pp.pool, pp.c, pp.completions, pp.pool_counts
     params, D = probe_params(run.student, pc.param_prefix)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from paced_train.experiments.snr_probe import (
     probe_pool,
     problem_gradients,
     problem_loss,
+    step_printer,
     write_csv,
 )
 from paced_train.loop.distill import n_params, teacher_view
@@ -217,17 +217,7 @@ def run_value_probe(cfg: RunConfig, out_dir: Path, smoothness: float | None = No
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-
-    def done(i: int, what: str = "") -> None:
-        if progress:
-            print(f"value-probe [{i}/{len(STEPS)}] {STEPS[i - 1].split(' (')[0]}"
-                  f"{': ' + what if what else ''}: done at {time.time() - t0:.1f} s",
-                  file=sys.stderr, flush=True)
-
-    if progress:
-        print(f"value-probe, {len(STEPS)} steps: " + "; ".join(
-            f"{i} {s}" for i, s in enumerate(STEPS, 1)) + ". One line per finished step, with "
-            "the seconds since the start", file=sys.stderr, flush=True)
+    done = step_printer("value-probe", STEPS, progress)
     pp = probe_pool(cfg, done)
     run, K = pp.run, cfg.rollouts.K
     params, D = probe_params(run.student, pc.param_prefix)

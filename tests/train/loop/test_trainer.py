@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from runlog import ckpt, rows, stable
 
 import paced_train.loop.distributed as distributed
 import paced_train.loop.rollouts as rollouts_mod
@@ -20,11 +21,10 @@ import paced_train.loop.trainer as trainer
 from paced_theory.errors import ConfigError, PacedError
 from paced_train.config import METHOD_OVERRIDES, load_config
 from paced_train.loop.trainer import train
-from paced_train.models.checkpoint import load_checkpoint, read_checkpoint
+from paced_train.models.checkpoint import load_checkpoint
 from paced_train.models.model import GPT, load_model
 from paced_train.tasks import build_problems
 
-VOLATILE = {"wall_s", "timers_s", "rollout_share", "rollout_share_of_wall"}
 STEP_KEYS = {"kind", "step", "rollout_tokens", "teacher_tokens", "student_fwd_tokens",
              "student_bwd_tokens", "flops", "loss", "n_kept", "n_dropped"}
 EVAL_KEYS = {"kind", "step", "flops", "acc", "acc_by_difficulty", "mean_at_k", "retention",
@@ -35,23 +35,6 @@ EVAL_KEYS = {"kind", "step", "flops", "acc", "acc_by_difficulty", "mean_at_k", "
 def mixed_verifier(monkeypatch):
     monkeypatch.setattr(rollouts_mod, "verify",
                         lambda p, text: bool(text) and ord(text[0]) % 3 == 0)
-
-
-def rows(run_dir, kind=None):
-    out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        r = {k: v for k, v in json.loads(line).items() if k not in VOLATILE}
-        if kind is None or r["kind"] == kind:
-            out.append(r)
-    return out
-
-
-def stable(summary):
-    return {k: v for k, v in summary.items() if k not in VOLATILE}
-
-
-def ckpt(run_dir):
-    return read_checkpoint(run_dir / "checkpoints/last.safetensors")
 
 
 def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_path,

@@ -6,12 +6,12 @@ refreshes; resume equal to an uninterrupted run; config errors naming the key.""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from runlog import ckpt, rows, stable
 
 import paced_train.loop.trainer as trainer
 import paced_train.loop.value as value
@@ -22,27 +22,7 @@ from paced_train.loop.batching import candidates
 from paced_train.loop.distill import completion_logits, n_params, teacher_view
 from paced_train.loop.seeding import seed_for
 from paced_train.loop.trainer import setup, train
-from paced_train.models.checkpoint import read_checkpoint
 from paced_train.models.model import GPT
-
-VOLATILE = {"wall_s", "timers_s", "rollout_share", "rollout_share_of_wall"}
-
-
-def rows(run_dir, kind=None):
-    out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        r = {k: v for k, v in json.loads(line).items() if k not in VOLATILE}
-        if kind is None or r["kind"] == kind:
-            out.append(r)
-    return out
-
-
-def stable(summary):
-    return {k: v for k, v in summary.items() if k not in VOLATILE}
-
-
-def ckpt(run_dir):
-    return read_checkpoint(run_dir / "checkpoints/last.safetensors")
 
 
 # ------------------------------------------------------------------ learning progress
