@@ -271,7 +271,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", help="base run config (default: the demo's)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the base")
     p.add_argument("--size", choices=["default", "quick"], default="default",
-                   help="default: ~100 runs, under an hour on 2 cores; quick: seconds")
+                   help="default: 4 pools x 7 arms + the Beta grid (forward), 2 pools x 3 arms "
+                   "(reverse), 10 seeds: 420 runs, ~30 s each on one core (~2 h on 2 cores, "
+                   "longer on larger pools); quick: seconds")
     p.add_argument("--seeds", type=int, default=None, help="override the size's seed count")
     p.add_argument("--kernel-seeds", type=int, default=None,
                    help="run the Beta (a, b) grid on the first N seeds only (it runs after "
