@@ -25,6 +25,7 @@ from paced_train.loop.batching import completion_index, pack
 from paced_train.loop.distributed import autocast
 from paced_train.loop.rollouts import generate_and_verify
 from paced_train.loop.state import Run, State, timed
+from paced_train.models import adapters
 from paced_train.models.hf import check_same_vocab, load_any
 from paced_train.tasks import Problem
 
@@ -38,7 +39,9 @@ def load_model_spec(spec: str, device):
 
 def load_models(cfg: RunConfig, device) -> tuple[torch.nn.Module, torch.nn.Module, object]:
     """(student in train mode, frozen teacher, tokenizer). models.teacher = "self" is a frozen
-    copy of the initial student (self-distillation; pair it with loss.privileged = "answer")."""
+    copy of the initial student (self-distillation; pair it with loss.privileged = "answer").
+    The student's trainable parameters are set by [trainable] (models/adapters.py) after the
+    copy, so a "self" teacher is always the plain initial model."""
     student, tok = load_model_spec(cfg.models.student, device)
     if cfg.models.teacher.strip().lower() == "self":
         teacher = copy.deepcopy(student)
@@ -46,6 +49,7 @@ def load_models(cfg: RunConfig, device) -> tuple[torch.nn.Module, torch.nn.Modul
         teacher, t_tok = load_model_spec(cfg.models.teacher, device)
         check_same_vocab(t_tok, tok)  # a token-level KL needs one vocabulary
     teacher.eval().requires_grad_(False)
+    adapters.configure(student, cfg.trainable, cfg.run.seed)
     student.train()
     return student, teacher, tok
 
