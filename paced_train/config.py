@@ -64,6 +64,22 @@ class ModelsSection:
 
 
 @dataclass(frozen=True)
+class TrainableSection:
+    """Which student parameters train (models/adapters.py): the same for every arm of a
+    comparison. Frozen parameters get no gradient and no optimizer state."""
+
+    mode: str = "all"             # all | top: the last top_blocks blocks + final norm |
+                                  # lora: LoRA adapters via peft (the optional `lora` extra)
+    top_blocks: int = 2           # top: how many transformer blocks (from the output side)
+    head: bool = False            # top: also the output head (refused when tied to the
+                                  # input embedding: its gradient would cross every block)
+    lora_rank: int = 8            # lora: adapter rank r
+    lora_alpha: float = 16.0      # lora: scale alpha (the update is (alpha / r) B A x)
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+                                  # lora: comma-separated names of the linear layers adapted
+
+
+@dataclass(frozen=True)
 class RolloutsSection:
     """How pass rates are measured and kept current (loop/rollouts.py, loop/likelihood.py)."""
 
@@ -194,6 +210,7 @@ class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
     models: ModelsSection = field(default_factory=ModelsSection)
+    trainable: TrainableSection = field(default_factory=TrainableSection)
     rollouts: RolloutsSection = field(default_factory=RolloutsSection)
     weights: WeightsSection = field(default_factory=WeightsSection)
     loss: LossSection = field(default_factory=LossSection)
@@ -220,6 +237,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("optim", "sampler"): ("pool", "kept"),
     ("rollouts", "source"): ("rollouts", "likelihood"),
     ("rollouts", "likelihood"): ("binomial", "exact"),
+    ("trainable", "mode"): ("all", "top", "lora"),
 }
 # keys that may change between a run and its --resume (they do not change what is computed)
 RESUMABLE = {"run.name", "run.device", "run.log_every", "run.ckpt_every", "run.progress",
@@ -426,14 +444,14 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
                     "eval.max_new_tokens", "run.log_every", "run.ckpt_every",
                     "data.n_train_per_cell", "data.n_eval_per_cell", "data.n_retention",
                     "probe.n_problems", "probe.sketch_hashes", "weights.candidates",
-                    "weights.ref_steps"]
+                    "weights.ref_steps", "trainable.top_blocks", "trainable.lora_rank"]
     at_least_zero = ["optim.warmup_steps", "optim.weight_decay", "optim.grad_clip",
                      "budget.flops", "weights.alpha", "weights.beta", "probe.sketch_dim",
                      "probe.n_boot", "probe.max_per_bin", "run.threads", "rollouts.settled_K",
                      "rollouts.max_age",
                      "weights.floor"]
     positive = ["optim.lr", "rollouts.temperature", "loss.temperature", "weights.prior_a",
-                "weights.prior_b"]
+                "weights.prior_b", "trainable.lora_alpha"]
     for keys, test, why in ((at_least_one, lambda v: v >= 1, "must be >= 1"),
                             (at_least_zero, lambda v: v >= 0, "must be >= 0"),
                             (positive, lambda v: v > 0, "must be > 0")):

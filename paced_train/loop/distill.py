@@ -28,6 +28,7 @@ from paced_train.loop.distributed import autocast
 from paced_train.loop.losses import RL
 from paced_train.loop.rollouts import generate_and_verify
 from paced_train.loop.state import Run, State, timed
+from paced_train.models import adapters
 from paced_train.models.hf import check_same_vocab, load_any
 from paced_train.tasks import Problem
 
@@ -46,7 +47,9 @@ def load_models(cfg: RunConfig, device
     loss.schedule = "rl" learns from the verifier, not a teacher: models.teacher is not
     loaded, and the teacher's slot holds the KL reference, a frozen copy of the initial
     student, when loss.rl_kl > 0 (its forward is charged as teacher tokens) and None
-    otherwise."""
+    otherwise.
+    The student's trainable parameters are set by [trainable] (models/adapters.py) after the
+    copy, so a "self" teacher (or RL's KL reference) is always the plain initial model."""
     student, tok = load_model_spec(cfg.models.student, device)
     if cfg.loss.schedule == RL:
         teacher = copy.deepcopy(student) if cfg.loss.rl_kl > 0 else None
@@ -57,6 +60,7 @@ def load_models(cfg: RunConfig, device
         check_same_vocab(t_tok, tok)  # a token-level KL needs one vocabulary
     if teacher is not None:
         teacher.eval().requires_grad_(False)
+    adapters.configure(student, cfg.trainable, cfg.run.seed)
     student.train()
     return student, teacher, tok
 

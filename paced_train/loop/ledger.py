@@ -21,7 +21,8 @@ Seven token counters, each the number of real (non-padding) token positions proc
                        the reference student's training and forwards; their FLOPs are summed
                        in value_flops (the models and passes differ: ledger.value)
 FLOPs use the standard dense-transformer estimate (Kaplan et al. 2020):
-  forward  = 2 N tokens,   backward = 4 N tokens,
+  forward  = 2 N tokens,   backward = 4 N tokens (less when [trainable] freezes parameters:
+  2 N_act + 2 N_w, models/adapters.py),
 with N the NON-embedding parameter count of the model doing the work (N_student for rollouts
 and training, N_teacher for the teacher). It ignores attention's sequence-length term, which
 is small at our sequence lengths. Evaluation is measurement, not training, and is not
@@ -59,6 +60,8 @@ class Ledger:
     flops: float = 0.0
     value_tokens: int = 0
     value_flops: float = 0.0
+    bwd_per_token: float = 0.0  # > 0: FLOPs of a backward token when parameters are frozen
+                                # ([trainable], models/adapters.py); 0: 4 N_student
 
     def rollout(self, tokens: int) -> None:
         """Student generation for a pass-rate refresh over `tokens` positions: 2 N_student
@@ -89,9 +92,13 @@ class Ledger:
         self.flops += 2.0 * self.n_student * int(tokens)
 
     def student_backward(self, tokens: int) -> None:
-        """Student backward pass over `tokens` positions: 4 N_student tokens."""
+        """Student backward pass over `tokens` positions: 4 N_student tokens, or bwd_per_token
+        tokens with frozen parameters (2 N_act + 2 N_w, models/adapters.py)."""
         self.student_bwd_tokens += int(tokens)
-        self.flops += 4.0 * self.n_student * int(tokens)
+        if self.bwd_per_token > 0:
+            self.flops += self.bwd_per_token * int(tokens)
+        else:
+            self.flops += 4.0 * self.n_student * int(tokens)
 
     def student_step(self, tokens: int) -> None:
         """A training step over `tokens` positions: forward + backward = 6 N_student tokens."""

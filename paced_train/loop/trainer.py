@@ -75,6 +75,7 @@ from paced_train.loop.rollouts import group_samples, on_policy_samples, refresh,
 from paced_train.loop.schedule import eval_due, loss_kind, lr_at, run_progress
 from paced_train.loop.seeding import seed_for, seeded_global_rng
 from paced_train.loop.state import Run, State, resume_state, timed
+from paced_train.models import adapters
 from paced_train.models.checkpoint import checkpoint_path, checkpoint_step, save_checkpoint
 from paced_train.models.tokenizer import CharTokenizer
 
@@ -126,13 +127,23 @@ def setup(cfg: RunConfig) -> tuple[Run, State]:
             # errors name the file and line, before the run writes anything
             tasks.check_prompts(view, tok.encode_prompt, context)
     train_set, ref_split = value.split_reference(cfg, d.world, train_set)  # rholoss only
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr,
+    # only trainable parameters ([trainable]: frozen ones get no optimizer state)
+    opt = torch.optim.AdamW(adapters.trainable_parameters(student), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     run = Run(cfg, device, student, teacher, tok, opt, train_set, heldout, retention,
               distributed.wrap(student, d, device), d, value={"reference_split": ref_split})
     st = State(step=0, table=PassRateTable([p.id for p in train_set]),
-               ledger=Ledger(n_params(student), n_params(teacher) if teacher else 0))
+               ledger=Ledger(n_params(student), n_params(teacher) if teacher else 0,
+                             bwd_per_token=_backward_rate(cfg, student)))
     return run, st
+
+
+def _backward_rate(cfg: RunConfig, student) -> float:
+    """FLOPs per backward token with frozen parameters (models/adapters.py); 0 = the ledger's
+    4 N when everything trains."""
+    if cfg.trainable.mode == "all":
+        return 0.0
+    return adapters.backward_flops_per_token(student, n_params(student))
 
 
 # ------------------------------------------------------------------------------ loop
