@@ -12,8 +12,8 @@ budget and every other arm stops at it, pass-rate estimation charged):
   uniform   reverse KL on the student's own samples, w = 1 (the paper's self-distillation)
   paced     reverse KL, w = p(1 - p) from fresh K-rollout pass rates
   hard      reverse KL, w = 1{lo < p_hat < hi}
-and, once the RL loss exists (loss.schedule = "rl", issue "Where frontier weighting pays"), a
-second group: uniform-rl against paced-rl on the same config.
+and a second group: uniform-rl against paced-rl (loss.schedule = "rl", config.METHOD_OVERRIDES)
+on the same config.
 
 Runs go to OUT/<group>/<arm>/seed<s> and are cached the way `paced compare` caches them: a
 finished run is reused and an interrupted one resumed from its checkpoint, so the plan runs
@@ -39,18 +39,16 @@ sys.path.insert(0, str(ROOT))
 
 from paced_theory.jsonable import strict_json  # noqa: E402
 from paced_theory.stats import paired  # noqa: E402
-from paced_train.config import apply_overrides, load_config  # noqa: E402
+from paced_train.config import METHOD_OVERRIDES, apply_overrides, load_config  # noqa: E402
 from paced_train.experiments.compare import Group, run_groups, summarise  # noqa: E402
 from paced_train.experiments.report import ci, pm  # noqa: E402
-from paced_train.loop.losses import LOSSES  # noqa: E402
 from paced_train.rundir import lock_dir  # noqa: E402
 
 CONFIG = ROOT / "configs" / "smollm2" / "verdict.toml"
 ARMS = {"uniform": ["weights.method=uniform", "loss.schedule=reverse"],
         "paced": ["weights.method=paced", "loss.schedule=reverse"],
         "hard": ["weights.method=hard", "loss.schedule=reverse"]}
-RL_ARMS = {"uniform-rl": ["weights.method=uniform", "loss.schedule=rl"],
-           "paced-rl": ["weights.method=paced", "loss.schedule=rl"]}
+RL_ARMS = {"uniform-rl": METHOD_OVERRIDES["rl"], "paced-rl": METHOD_OVERRIDES["paced-rl"]}
 AGE_SHARE = 0.10     # pass rates never older than this share of the budget (in steps)
 FLOPS_SHARE = 0.20   # estimation at most this share of Paced's FLOPs
 WIDTH = 0.05         # the paired interval's width the issue asks for
@@ -106,10 +104,9 @@ def tiny_llama(path: Path) -> Path:
 def groups_for(cfg, out: Path, arms: list[str] | None) -> dict[str, Group]:
     main = {a: o for a, o in ARMS.items() if arms is None or a in arms}
     out_groups = {"distill": Group(out / "distill", cfg, main)}
-    if "rl" in LOSSES:  # the RL loss has landed: uniform RL against Paced RL
-        rl = {a: o for a, o in RL_ARMS.items() if arms is None or a in arms}
-        if len(rl) == 2:
-            out_groups["rl"] = Group(out / "rl", cfg, rl)
+    rl = {a: o for a, o in RL_ARMS.items() if arms is None or a in arms}
+    if len(rl) == 2:  # uniform RL against Paced RL (the issue's deliverable 3)
+        out_groups["rl"] = Group(out / "rl", cfg, rl)
     return out_groups
 
 

@@ -35,7 +35,8 @@ def test_gpu_preset_resolves(capsys):
     bench = load_bench()
     bench.main(["--preset", "gpu", "--dry-run", "--out", "unused"])
     out = capsys.readouterr().out
-    assert out.count("device cuda") == len(bench.ARMS) and "trainable all" in out
+    assert out.count("device cuda") == len(bench.ARMS) + len(bench.RL_ARMS)
+    assert "trainable all" in out
     from paced_train.config import load_config
 
     cfg = load_config(bench.CONFIG, bench.PRESETS["gpu"])
