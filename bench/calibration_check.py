@@ -1,12 +1,13 @@
 """Calibrated cell simulator against the RECORDED study (stale pass rates), with the ablation.
 
 Calibrates paced_theory.cellsim on the uniform runs' per-cell curves only
-(bench/results/calibration/uniform_curves.csv), once per model variant, predicts every
-(pool, loss, arm) of the study under the recorded "stale" pass-rate schedule, and compares
-with bench/results/study/study.csv: measured AUC ratio to uniform (mean over seeds, paired
-t-interval over the 3 seeds), predicted ratio, error. The study's weighted arms trained on
-stale pass rates (issue "A verdict that stands"), so this is a first check of the model, not
-the test of its predictions for the reruns (those are in predictions.csv, committed first).
+(bench/results/calibration/uniform_curves.csv), once per model variant, predicts every (pool,
+loss, arm) of the study under the recorded "stale" pass-rate schedule, and compares with
+bench/results/study_stale_2026-12-03/study.csv (the study of that date): measured AUC ratio to
+uniform (mean over seeds, paired t-interval over the 3 seeds), predicted ratio, error. The
+study's weighted arms trained on stale pass rates (issue "A verdict that stands"), so this is a
+first check of the model, not the test of its predictions for the reruns (those are in
+predictions.csv, committed first).
 
 Variants (which mechanism is needed for the measured sign):
   full          shared skills (c), the stale schedule (a), forgetting (d)
@@ -68,7 +69,7 @@ def measured(study_csv: Path) -> dict:
 def main() -> None:
     pools = read_pools(CAL / "pools.toml")
     runs = calibration_runs(read_curves(CAL / "uniform_curves.csv"), pools)
-    meas = measured(ROOT / "bench/results/study/study.csv")
+    meas = measured(ROOT / "bench/results/study_stale_2026-12-03/study.csv")
     initial = read_initial(CAL / "initial_passrates.csv")
     fits: dict = {}
     rows = []
