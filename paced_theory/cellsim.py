@@ -475,6 +475,19 @@ def initial_rates(params: Params, cell: str, K: int = 8, M: int = 24) -> dict:
             "share_1": float(np.mean(p ** K))}
 
 
+
+def _curve_residuals(sim: dict, run: dict) -> list[float]:
+    """Simulated minus measured, at every evaluation of a uniform run: per-cell accuracy,
+    retention and (where measured) mean@k: the residuals the calibration fits minimise."""
+    res: list[float] = []
+    for i, row in enumerate(sim["curve"]):
+        for c in run["counts"]:
+            res.extend(row[f"acc_{c}"] - np.asarray(run["acc"][c][i], float))
+        res.extend(row["retention"] - np.asarray(run["retention"][i], float))
+        if run.get("mean_at_k") is not None:
+            res.extend(row["pass_rate"] - np.asarray(run["mean_at_k"][i], float))
+    return res
+
 def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
               init: Params | None = None, max_nfev: int = 60,
               initial: dict | None = None, initial_weight: float = 3.0) -> tuple[Params, dict]:
@@ -520,12 +533,7 @@ def calibrate(runs: list[dict], cfg: Loop = Loop(), mu: float = 0.0,
             c2 = dataclasses.replace(cfg, mode=r["loss"] if r["loss"] != "forward" else "forward")
             sim = simulate_pool(r["counts"], params, Arm(), dataclasses.replace(
                 c2, evals=len(r["frac"]) - 1))
-            for i, row in enumerate(sim["curve"]):
-                for c in r["counts"]:
-                    res.extend(row[f"acc_{c}"] - np.asarray(r["acc"][c][i], float))
-                res.extend(row["retention"] - np.asarray(r["retention"][i], float))
-                if r.get("mean_at_k") is not None:
-                    res.extend(row["pass_rate"] - np.asarray(r["mean_at_k"][i], float))
+            res.extend(_curve_residuals(sim, r))
         for c, m in (initial or {}).items():
             if c in cells:
                 got = initial_rates(params, c, int(m.get("K", 8)), cfg.quantiles)
@@ -590,12 +598,7 @@ def calibrate_noise(runs: list[dict], base: Params, cfg: Loop, mode: str = "reve
         for r in runs:
             sim = simulate_pool(r["counts"], params, Arm(),
                                 dataclasses.replace(c2, evals=len(r["frac"]) - 1))
-            for i, row in enumerate(sim["curve"]):
-                for c in r["counts"]:
-                    res.extend(row[f"acc_{c}"] - np.asarray(r["acc"][c][i], float))
-                res.extend(row["retention"] - np.asarray(r["retention"][i], float))
-                if r.get("mean_at_k") is not None:
-                    res.extend(row["pass_rate"] - np.asarray(r["mean_at_k"][i], float))
+            res.extend(_curve_residuals(sim, r))
             if r.get("grad_norm") is not None:
                 g = window_grad_norms(sim, len(r["grad_norm"]))
                 for k, meas in enumerate(r["grad_norm"]):

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from runlog import ckpt, rows, stable
+from runlog import ckpt, killed_and_resumed, rows, stable
 
 import paced_train.loop.distributed as distributed
 import paced_train.loop.rollouts as rollouts_mod
@@ -69,26 +69,8 @@ def test_outputs_follow_the_contract_and_runs_are_deterministic(tiny_cfg, tmp_pa
 def test_resume_reaches_the_same_final_metrics_and_weights(tiny_cfg, tmp_path, monkeypatch,
                                                            mixed_verifier, method):
     cfg = tiny_cfg(*METHOD_OVERRIDES[method])
-    full = train(cfg, tmp_path / "full")
-    real = trainer.candidates
-
-    def killed_at_step_6(n, b, seed, step):  # after the checkpoint at step 4
-        if step == 6:
-            raise KeyboardInterrupt
-        return real(n, b, seed, step)
-
-    monkeypatch.setattr(trainer, "candidates", killed_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "killed")
-    assert ckpt(tmp_path / "killed")["step"] == 4
-    monkeypatch.setattr(trainer, "candidates", real)
-    resumed = train(cfg, tmp_path / "killed", resume=True)
-    assert stable(resumed) == stable(full)
-    assert rows(tmp_path / "killed") == rows(tmp_path / "full")
-    c1, c2 = ckpt(tmp_path / "full"), ckpt(tmp_path / "killed")
-    assert all(torch.equal(c1["model"][k], c2["model"][k]) for k in c1["model"])
-    for key in ("table", "references", "ledger"):
-        assert c1["extra"][key] == c2["extra"][key]
+    killed_and_resumed(cfg, tmp_path, monkeypatch, trainer, "candidates",
+                       lambda n, b, seed, step: step)
 
 
 def test_resume_refuses_a_different_config(tiny_cfg, tmp_path):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from runlog import ckpt, rows, stable
+from runlog import ckpt, killed_and_resumed, rows
 
 import paced_train.loop.trainer as trainer
 import paced_train.loop.value as value
@@ -299,26 +299,8 @@ def test_maxloss_over_one_candidate_batch_trains_exactly_like_uniform(tiny_cfg, 
 def test_resume_reaches_the_same_final_metrics_and_weights(tiny_cfg, tmp_path, monkeypatch,
                                                            method):
     cfg = tiny_cfg(*METHOD_OVERRIDES[method], "weights.ref_steps=3")
-    full = train(cfg, tmp_path / "full")
-    real = value.pick
-
-    def killed_at_step_6(run, st):  # after the checkpoint at step 4
-        if st.step == 6:
-            raise KeyboardInterrupt
-        return real(run, st)
-
-    monkeypatch.setattr(value, "pick", killed_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "killed")
-    assert ckpt(tmp_path / "killed")["step"] == 4
-    monkeypatch.setattr(value, "pick", real)
-    resumed = train(cfg, tmp_path / "killed", resume=True)
-    assert stable(resumed) == stable(full)
-    assert rows(tmp_path / "killed") == rows(tmp_path / "full")
-    c1, c2 = ckpt(tmp_path / "full"), ckpt(tmp_path / "killed")
-    assert all(torch.equal(c1["model"][k], c2["model"][k]) for k in c1["model"])
-    for key in ("table", "references", "ledger"):
-        assert c1["extra"][key] == c2["extra"][key]
+    c1, c2 = killed_and_resumed(cfg, tmp_path, monkeypatch, value, "pick",
+                                lambda run, st: st.step)
     v1, v2 = c1["extra"]["value"], c2["extra"]["value"]
     assert set(v1) == set(v2) and v1
     for k in v1:
